@@ -1,0 +1,275 @@
+"""Typed run configuration: YAML profiles on disk, frozen dataclasses in code.
+
+A profile (``bench/profiles/<name>.yaml``) gives the sections ``data``, ``model``,
+``train``, ``eval`` and, optionally, ``methods`` (per-method settings keyed by method
+name). Command-line overrides use dotted keys (``--set model.hidden_dim=256``,
+``--set kl_anneal.warm_up=5``). Every key is checked against the dataclass fields, so a
+typo is an error naming the key and the file instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from bench.errors import BenchError
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What text is read and how it is batched (the same for every method)."""
+
+    batch_size: int = 32  # sentences per training batch (He et al. 2019)
+    eval_batch_size: int = 64  # sentences per batch for validation and test passes
+    max_train_sentences: int | None = None  # keep the first N training sentences (reduced profiles)
+    max_eval_sentences: int | None = None  # keep the first N valid/test sentences (reduced profiles)
+    max_vocab: int | None = None  # keep the most frequent N training words; rarer ones map to unknown
+    max_length: int | None = None  # truncate sentences to N words (end token added after truncation)
+    # Built-in synthetic corpus (used when the dataset is "synthetic").
+    synthetic_vocab: int = 1000
+    synthetic_length: int = 10
+    synthetic_train: int = 20000
+    synthetic_valid: int = 2000
+    synthetic_test: int = 2000
+    synthetic_seed: int = 0  # fixed apart from the run seed: every run sees the same corpus
+
+    def __post_init__(self) -> None:
+        _positive(self, "batch_size", "eval_batch_size", "synthetic_vocab", "synthetic_length",
+                  "synthetic_train", "synthetic_valid", "synthetic_test")
+        _positive_or_none(self, "max_train_sentences", "max_eval_sentences", "max_vocab", "max_length")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """LSTM VAE of He et al. 2019 / Long et al. 2019 (defaults: the published sizes)."""
+
+    embed_dim: int = 512
+    encoder_hidden: int = 1024
+    decoder_hidden: int = 1024
+    latent_dim: int = 32
+    dropout_in: float = 0.5  # on decoder input embeddings
+    dropout_out: float = 0.5  # on decoder LSTM outputs
+    init_scale: float = 0.01  # parameters ~ U(-s, s)
+    embed_init_scale: float = 0.1  # embeddings ~ U(-s, s)
+
+    def __post_init__(self) -> None:
+        _positive(self, "embed_dim", "encoder_hidden", "decoder_hidden", "latent_dim")
+        for name in ("dropout_in", "dropout_out"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise BenchError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule of the reference implementation (He et al. 2019)."""
+
+    lr: float = 1.0  # plain SGD
+    clip_grad_norm: float = 5.0
+    max_epochs: int = 100
+    decay_start_epoch: int = 15  # learning-rate decay is allowed from this epoch on
+    decay_patience: int = 2  # epochs without validation improvement before a decay
+    lr_decay: float = 0.5
+    max_decays: int = 5  # stop after this many decays
+    max_train_minutes: float | None = None  # wall-clock budget; stops after the epoch that exceeds it
+
+    def __post_init__(self) -> None:
+        _positive(self, "lr", "clip_grad_norm", "max_epochs", "decay_patience", "max_decays")
+        if not 0.0 < self.lr_decay < 1.0:
+            raise BenchError(f"train.lr_decay must be in (0, 1), got {self.lr_decay}")
+        _positive_or_none(self, "max_train_minutes")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation settings; the number of importance samples goes into every record."""
+
+    iw_samples: int = 500  # K in the importance-weighted bound (Burda et al. 2016)
+    iw_max_sentences: int | None = None  # score only the first N test sentences with the IW bound
+    # Largest logits tensor (elements) one decoder pass may hold during IW evaluation;
+    # sentences and samples are chunked to stay below it, which bounds memory.
+    iw_max_elements: int = 50_000_000
+
+    def __post_init__(self) -> None:
+        _positive(self, "iw_samples", "iw_max_elements")
+        _positive_or_none(self, "iw_max_sentences")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one run; its hash identifies the run."""
+
+    method: str
+    dataset: str
+    profile: str
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # Per-method settings as given (validated by each method's own config class).
+    methods: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["methods"] = {k: dict(v) for k, v in self.methods.items()}
+        return out
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str) -> tuple[str, dict[str, Any], str]:
+    """Read a profile by name (``cpu``) or path; returns (name, raw sections, source)."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        hint = _did_you_mean(name_or_path, available_profiles())
+        raise BenchError(f"unknown profile '{name_or_path}'{hint}; available: {', '.join(available_profiles())}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise BenchError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise BenchError(f"{path}: expected a mapping of sections {sorted(SECTIONS)} + methods")
+    return path.stem, raw, str(path)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    """Turn ``["model.hidden=8", "kl_anneal.warm_up=2"]`` into nested dicts (values parsed as YAML)."""
+    nested: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name:
+            raise BenchError(f"--set expects SECTION.KEY=VALUE (e.g. model.latent_dim=16), got '{pair}'")
+        try:
+            nested.setdefault(section, {})[name] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise BenchError(f"--set {pair}: value is not valid YAML") from None
+    return nested
+
+
+def build_run_config(method: str, dataset: str, profile: str = "cpu", seed: int = 0,
+                     overrides: Mapping[str, Mapping[str, Any]] | None = None) -> RunConfig:
+    """Resolve a profile plus overrides into a validated :class:`RunConfig`.
+
+    Sections other than data/model/train/eval are method settings, kept for the method's
+    own config class to validate (see :func:`bench.method.build_method`).
+    """
+    profile_name, raw, source = load_profile(profile)
+    merged: dict[str, dict[str, Any]] = {}
+    for layer, where in ((raw, source), (overrides or {}, "--set")):
+        for section, values in layer.items():
+            if section == "methods":  # profile files nest method settings under "methods"
+                for name, settings in (values or {}).items():
+                    merged.setdefault(name, {}).update(_mapping(settings, f"{where}: methods.{name}"))
+                continue
+            merged.setdefault(section, {}).update(_mapping(values, f"{where}: {section}"))
+    sections = {name: from_dict(cls, merged.pop(name, {}), f"{source} [{name}]")
+                for name, cls in SECTIONS.items()}
+    return RunConfig(method=method, dataset=dataset, profile=profile_name, seed=int(seed),
+                     methods=merged, **sections)
+
+
+def from_dict(cls: type, raw: Mapping[str, Any], where: str):
+    """Build dataclass ``cls`` from ``raw``, checking keys and value types.
+
+    Errors name the key, the expected type and ``where`` the values came from.
+    """
+    raw = _mapping(raw, where)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        hint = _did_you_mean(unknown[0], list(fields))
+        raise BenchError(f"{where}: unknown key '{unknown[0]}'{hint}; valid keys: {', '.join(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {name: _coerce(value, hints[name], f"{where} {name}") for name, value in raw.items()}
+    try:
+        return cls(**values)
+    except BenchError as err:
+        raise BenchError(f"{where}: {err}") from None
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a simple annotation (int, float, bool, str, Optional, Literal, tuple)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except BenchError as err:
+                errors.append(str(err))
+        raise BenchError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is typing.Literal:
+        allowed = typing.get_args(annotation)
+        if value not in allowed:
+            raise BenchError(f"{where}: expected one of {list(allowed)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise BenchError(f"{where}: expected a list, got {value!r}")
+        (item_type, _ellipsis) = typing.get_args(annotation)
+        return tuple(_coerce(v, item_type, where) for v in value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise BenchError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BenchError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BenchError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise BenchError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BenchError(f"{where}: expected a mapping of settings, got {value!r}")
+    return dict(value)
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) <= 0:
+            raise BenchError(f"{name} must be positive, got {getattr(obj, name)}")
+
+
+def _positive_or_none(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value <= 0:
+            raise BenchError(f"{name} must be positive or null, got {value}")

@@ -1,0 +1,136 @@
+"""Estimators of log-likelihood, KL, mutual information and active units.
+
+The model-facing functions are duck-typed on two methods: ``encode(x) -> (mu, logvar)``
+(a diagonal Gaussian q(z|x)) and ``log_px_given_z(x, z) -> [B, K]``; the prior is N(0, I).
+All quantities are in nats. These functions are the public evaluation API: a user can
+score their own model with them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+
+from bench.config import EvalConfig
+from bench.data import sentence_lengths
+from bench.model import gaussian_kl_per_dim, log_diagonal_normal, log_standard_normal
+
+
+@torch.no_grad()
+def iw_log_likelihood(model, x: torch.Tensor, num_samples: int, samples_per_chunk: int | None = None,
+                      max_elements: int = 50_000_000) -> torch.Tensor:
+    """Importance-weighted estimate of log p(x) per sentence, [B] (Burda et al. 2016, Eq. 8).
+
+        log p(x) ~= log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x),   z_k ~ q(z|x)
+
+    A lower bound in expectation that tightens as K grows, exact for any K when q(z|x)
+    is the true posterior. All sentences of the batch are scored together, K samples
+    at a time in chunks of ``samples_per_chunk`` (by default as many as keep the decoder's
+    logits below ``max_elements`` numbers), so memory stays bounded for K = 500.
+    With an empty latent (a language model) log p(x|z) = log p(x) and one pass is exact.
+    """
+    mu, logvar = model.encode(x)
+    if mu.size(1) == 0:
+        return model.log_px_given_z(x, mu.unsqueeze(1)).squeeze(1)
+    if samples_per_chunk is None:
+        per_sample = x.size(0) * x.size(1) * getattr(model, "vocab_size", 1)
+        samples_per_chunk = max(1, max_elements // max(1, per_sample))
+    mu, logvar = mu.unsqueeze(1), logvar.unsqueeze(1)  # [B, 1, nz] to broadcast over samples
+    log_weights = []
+    for start in range(0, num_samples, samples_per_chunk):
+        count = min(samples_per_chunk, num_samples - start)
+        eps = torch.randn(mu.size(0), count, mu.size(2), device=mu.device, dtype=mu.dtype)
+        z = mu + eps * (0.5 * logvar).exp()  # [B, k, nz]
+        log_weights.append(model.log_px_given_z(x, z) + log_standard_normal(z)
+                           - log_diagonal_normal(z, mu, logvar))
+    return torch.logsumexp(torch.cat(log_weights, dim=1), dim=1) - math.log(num_samples)
+
+
+def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per sentence, [B], in closed form for a diagonal Gaussian:
+
+        KL = 0.5 * sum_d (mu_d^2 + sigma_d^2 - log sigma_d^2 - 1)    (Kingma & Welling 2014, App. B)
+    """
+    return gaussian_kl_per_dim(mu, logvar).sum(dim=-1)
+
+
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor) -> float:
+    """Monte-Carlo estimate of I_q(x; z) on one batch (He et al. 2019, Eq. 4 and code).
+
+        I_q = E_x E_{q(z|x)} [log q(z|x)] - E_x E_{q(z|x)} [log q(z)],
+        q(z) ~= (1/B) sum_j q(z|x_j)  (aggregate posterior over the batch),
+
+    with one z sample per sentence for the second term and the first term in closed form
+    (minus the entropy of a diagonal Gaussian). The aggregate posterior makes the
+    estimate depend on the batch: it is at most log B. Average over batches with
+    batch-size weights, as the reference does.
+    """
+    batch, dims = mu.shape
+    if dims == 0:
+        return 0.0
+    neg_entropy = (-0.5 * dims * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
+    z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # [B, nz]
+    log_density = log_diagonal_normal(z.unsqueeze(1), mu.unsqueeze(0), logvar.unsqueeze(0))  # [B, B]
+    log_aggregate = torch.logsumexp(log_density, dim=1) - math.log(batch)
+    return float(neg_entropy - log_aggregate.mean())
+
+
+def active_units(posterior_means: torch.Tensor, threshold: float = 0.01) -> int:
+    """Number of latent dimensions the encoder uses (Burda et al. 2016, Section 5.2):
+
+        AU = #{ d : Var_x( E_q(z|x)[z_d] ) > threshold }
+
+    posterior_means: [N, latent_dim], the mean of q(z|x) for each sentence of an
+    evaluation set (unbiased variance across sentences, as the reference code).
+    """
+    if posterior_means.size(1) == 0 or posterior_means.size(0) < 2:
+        return 0
+    return int((posterior_means.var(dim=0) > threshold).sum())
+
+
+@torch.no_grad()
+def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | None = None,
+             importance_weighted: bool = False, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Score a model on a split: ELBO terms, KL, MI, AU and (optionally) IW NLL and PPL.
+
+    Returns per-sentence averages in nats. ``elbo_nll`` = reconstruction + KL (one z
+    sample), ``nll`` = -IW log-likelihood with ``iw_samples`` samples, ``ppl`` =
+    exp(total NLL / total predicted tokens, end token included). With
+    ``importance_weighted`` the IW bound covers the first ``iw_max_sentences`` sentences.
+    """
+    eval_config = eval_config or EvalConfig()
+    was_training = model.training
+    model.eval()
+    totals = dict(rec=0.0, kl=0.0, mi=0.0, sentences=0, words=0, iw_nll=0.0, iw_sentences=0, iw_words=0)
+    means = []
+    for x in batches:
+        x = x.to(device)
+        out = model(x)
+        batch = x.size(0)
+        totals["rec"] += float(out.reconstruction_nll.sum())
+        totals["kl"] += float(out.kl.sum())
+        totals["mi"] += mutual_information(out.mu, out.logvar) * batch
+        totals["sentences"] += batch
+        totals["words"] += out.num_words
+        means.append(out.mu.cpu())
+        budget = eval_config.iw_max_sentences
+        if importance_weighted and (budget is None or totals["iw_sentences"] < budget):
+            if budget is not None:
+                x = x[: budget - totals["iw_sentences"]]
+            totals["iw_nll"] -= float(iw_log_likelihood(model, x, eval_config.iw_samples,
+                                                        max_elements=eval_config.iw_max_elements).sum())
+            totals["iw_sentences"] += x.size(0)
+            totals["iw_words"] += int((sentence_lengths(x) - 1).sum())
+    model.train(was_training)
+    n = max(1, totals["sentences"])
+    result = {"rec": totals["rec"] / n, "kl": totals["kl"] / n, "elbo_nll": (totals["rec"] + totals["kl"]) / n,
+              "mi": totals["mi"] / n, "au": active_units(torch.cat(means)),
+              "elbo_ppl": math.exp((totals["rec"] + totals["kl"]) / max(1, totals["words"])),
+              "sentences": totals["sentences"], "words": totals["words"]}
+    if importance_weighted:
+        result.update(nll=totals["iw_nll"] / max(1, totals["iw_sentences"]),
+                      ppl=math.exp(totals["iw_nll"] / max(1, totals["iw_words"])),
+                      iw_sentences=totals["iw_sentences"], iw_samples=eval_config.iw_samples)
+    return result

@@ -1,0 +1,174 @@
+"""The LSTM VAE shared by every method (He et al. 2019; Long et al. 2019).
+
+Encoder: word embedding -> one-layer LSTM -> a *summary* of its hidden states (the last
+state by default; methods such as pooling replace it) -> linear layer to the mean and
+log-variance of a diagonal Gaussian q(z|x). Decoder: one-layer LSTM whose input at every
+step is [word embedding; z], whose initial cell state is a linear map of z and initial
+hidden state its tanh; dropout on decoder input embeddings and outputs.
+
+The evaluation interface used by :mod:`bench.metrics` is ``encode(x) -> (mu, logvar)``
+and ``log_px_given_z(x, z) -> [B, K]``, with prior N(0, I). A latent size of 0 gives a
+plain LSTM language model through the same code (its z is empty and log p(x) is exact).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from bench.config import ModelConfig
+from bench.data import PAD_ID, sentence_lengths
+
+
+class LastStateSummary(nn.Module):
+    """h(x) = h_T, the encoder state at the last real (non-pad) token."""
+
+    def output_dim(self, hidden_dim: int) -> int:
+        return hidden_dim
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """states [B, T, H], mask [B, T] (True on real tokens) -> [B, H]."""
+        last = mask.sum(dim=1) - 1
+        return states[torch.arange(states.size(0), device=states.device), last]
+
+
+@dataclass
+class VaeOutput:
+    """What one forward pass gives the objective, per sentence."""
+
+    reconstruction_nll: torch.Tensor  # [B] -log p(x|z), one z sample per sentence, nats
+    kl_per_dim: torch.Tensor  # [B, latent_dim] KL(q(z_d|x) || N(0, 1)), nats
+    mu: torch.Tensor  # [B, latent_dim]
+    logvar: torch.Tensor  # [B, latent_dim]
+    num_words: int  # predicted tokens in the batch (words + end tokens)
+
+    @property
+    def kl(self) -> torch.Tensor:
+        return self.kl_per_dim.sum(dim=1)
+
+
+def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per dimension: 0.5 (mu^2 + sigma^2 - log sigma^2 - 1)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0)
+
+
+class SequenceVAE(nn.Module):
+    """LSTM encoder / LSTM decoder VAE with a replaceable encoder summary and mean layer."""
+
+    def __init__(self, vocab_size: int, config: ModelConfig, latent_dim: int | None = None,
+                 summary: nn.Module | None = None, mean_layer: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        self.latent_dim = config.latent_dim if latent_dim is None else latent_dim
+        self.vocab_size = vocab_size
+        if self.latent_dim > 0:
+            self.encoder_embedding = nn.Embedding(vocab_size, config.embed_dim, padding_idx=PAD_ID)
+            self.encoder_lstm = nn.LSTM(config.embed_dim, config.encoder_hidden, batch_first=True)
+            self.summary = summary if summary is not None else LastStateSummary()
+            self.to_posterior = nn.Linear(self.summary.output_dim(config.encoder_hidden), 2 * self.latent_dim)
+            self.mean_layer = mean_layer if mean_layer is not None else nn.Identity()
+            self.latent_to_cell = nn.Linear(self.latent_dim, config.decoder_hidden)
+        self.decoder_embedding = nn.Embedding(vocab_size, config.embed_dim, padding_idx=PAD_ID)
+        self.decoder_lstm = nn.LSTM(config.embed_dim + self.latent_dim, config.decoder_hidden, batch_first=True)
+        self.dropout_in = nn.Dropout(config.dropout_in)
+        self.dropout_out = nn.Dropout(config.dropout_out)
+        self.output = nn.Linear(config.decoder_hidden, vocab_size)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """U(-0.01, 0.01) for parameters, U(-0.1, 0.1) for embeddings (reference init)."""
+        for name, parameter in self.named_parameters():
+            if "mean_layer" in name:  # a method's own layer keeps its own initialisation
+                continue
+            nn.init.uniform_(parameter, -self.config.init_scale, self.config.init_scale)
+        for embedding in (getattr(self, "encoder_embedding", None), self.decoder_embedding):
+            if embedding is not None:
+                nn.init.uniform_(embedding.weight, -self.config.embed_init_scale, self.config.embed_init_scale)
+
+    # -- parameter groups (aggressive training optimises them separately) --------------
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        decoder_ids = {id(p) for p in self.decoder_parameters()}
+        return [p for p in self.parameters() if id(p) not in decoder_ids]
+
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        modules = [self.decoder_embedding, self.decoder_lstm, self.output]
+        if self.latent_dim > 0:
+            modules.append(self.latent_to_cell)
+        return [p for m in modules for p in m.parameters()]
+
+    # -- encoder ----------------------------------------------------------------------
+    def encoder_states(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All encoder hidden states [B, T, H] (zero at padding) and the mask [B, T]."""
+        mask = x != PAD_ID
+        lengths = mask.sum(dim=1)
+        packed = pack_padded_sequence(self.encoder_embedding(x), lengths.cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        states, _ = self.encoder_lstm(packed)
+        states, _ = pad_packed_sequence(states, batch_first=True, total_length=x.size(1))
+        return states, mask
+
+    def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
+        """h(x): the encoder's summary vector that feeds the posterior [B, H']."""
+        states, mask = self.encoder_states(x)
+        return self.summary(states, mask)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Parameters of q(z|x) = N(mu, diag(exp(logvar))), each [B, latent_dim]."""
+        if self.latent_dim == 0:
+            empty = x.new_zeros((x.size(0), 0), dtype=torch.float)
+            return empty, empty
+        mu, logvar = self.to_posterior(self.encoder_features(x)).chunk(2, dim=-1)
+        return self.mean_layer(mu), logvar
+
+    @staticmethod
+    def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, num_samples: int) -> torch.Tensor:
+        """Reparameterised z = mu + sigma * eps, [B, K, latent_dim]."""
+        eps = torch.randn(mu.size(0), num_samples, mu.size(1), device=mu.device, dtype=mu.dtype)
+        return mu.unsqueeze(1) + eps * (0.5 * logvar).exp().unsqueeze(1)
+
+    # -- decoder ----------------------------------------------------------------------
+    def decoder_logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Next-token logits [N, T-1, V] for inputs x[:, :-1] given z [N, latent_dim]."""
+        inputs = self.dropout_in(self.decoder_embedding(x[:, :-1]))
+        if self.latent_dim > 0:
+            inputs = torch.cat([inputs, z.unsqueeze(1).expand(-1, inputs.size(1), -1)], dim=2)
+            cell = self.latent_to_cell(z).unsqueeze(0)
+            states, _ = self.decoder_lstm(inputs, (torch.tanh(cell), cell))
+        else:
+            states, _ = self.decoder_lstm(inputs)
+        return self.output(self.dropout_out(states))
+
+    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) per sentence and sample [B, K] for z [B, K, latent_dim].
+
+        Sums over the words and the end token; the start token is given, not predicted.
+        """
+        batch, samples = z.shape[:2]
+        x_rep = x.repeat_interleave(samples, dim=0)  # [B*K, T], row b*K+k is sentence b
+        logits = self.decoder_logits(x_rep, z.reshape(batch * samples, -1))
+        token_nll = F.cross_entropy(logits.transpose(1, 2), x_rep[:, 1:], ignore_index=PAD_ID,
+                                    reduction="none")
+        return -token_nll.sum(dim=1).view(batch, samples)
+
+    def forward(self, x: torch.Tensor) -> VaeOutput:
+        """One-sample ELBO pieces for a batch (the training objective's inputs)."""
+        mu, logvar = self.encode(x)
+        z = self.sample_posterior(mu, logvar, 1)
+        reconstruction_nll = -self.log_px_given_z(x, z).squeeze(1)
+        num_words = int((sentence_lengths(x) - 1).sum())
+        return VaeOutput(reconstruction_nll, gaussian_kl_per_dim(mu, logvar), mu, logvar, num_words)
+
+
+def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) summed over the last dimension."""
+    return -0.5 * (z.pow(2).sum(-1) + z.size(-1) * math.log(2 * math.pi))
+
+
+def log_diagonal_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))) summed over the last dimension (broadcasting)."""
+    return -0.5 * (((z - mu).pow(2) / logvar.exp()) + logvar + math.log(2 * math.pi)).sum(-1)

@@ -1,0 +1,113 @@
+"""Self-describing run records, written atomically, and where they live.
+
+One run = one folder ``<results>/<profile>/<dataset>/<method>/seed<seed>-<run_id>/`` with
+``record.json`` (written once, at the end, by an atomic rename so a reader never sees half
+a record) and ``checkpoint.pt`` while training is in progress. ``run_id`` hashes the
+resolved configuration, so a changed setting never reuses an old record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.config import RunConfig
+
+RECORD_NAME = "record.json"
+CHECKPOINT_NAME = "checkpoint.pt"
+DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "results"
+PACKAGES = ("torch", "numpy", "pandas", "ray", "pyyaml", "psutil")
+
+
+def run_id(config: RunConfig, method_settings: dict[str, Any]) -> str:
+    """Stable 12-hex-digit hash of everything that defines the run."""
+    payload = json.dumps({"config": config.to_dict(), "method_settings": method_settings}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def run_dir(results: Path, config: RunConfig, identifier: str) -> Path:
+    return Path(results) / config.profile / config.dataset / config.method / f"seed{config.seed}-{identifier}"
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to a temporary file in the same folder, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as out:
+            json.dump(payload, out, indent=1, sort_keys=False, default=str)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint_atomic(path: Path, state: dict[str, Any]) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_record(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+def code_version() -> dict[str, Any]:
+    """Git commit of the code and whether the work tree had uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=5).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", False
+    from bench import __version__
+    return {"version": __version__, "commit": commit or None, "dirty": dirty}
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Package versions and hardware as psutil and torch see them."""
+    import psutil
+
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    hardware = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count_logical": psutil.cpu_count(logical=True),
+        "cpu_count_physical": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    }
+    return {"python": sys.version.split()[0], "packages": packages, "hardware": hardware,
+            "hostname": platform.node()}
+
+
+def hardware_label(record: dict[str, Any]) -> str:
+    """Short name of the hardware a record ran on, e.g. 'NVIDIA H100' or 'CPU x2'."""
+    hardware = record.get("environment", {}).get("hardware", {})
+    return hardware.get("gpu") or f"CPU x{hardware.get('torch_threads', '?')}"

@@ -1,0 +1,349 @@
+"""Train and evaluate one run: ``python -m bench.train --method vae --dataset yahoo``.
+
+The schedule is the reference implementation's (He et al. 2019, ``text.py``): SGD with
+learning rate 1.0, gradient norm clipped at 5, validation every epoch; from
+``decay_start_epoch`` on, when the validation loss has not improved for ``decay_patience``
+epochs the learning rate is halved and the best checkpoint restored; training stops after
+``max_decays`` decays or ``max_epochs``. The test evaluation uses the best checkpoint.
+Methods change the objective and the update through :mod:`bench.method` hooks only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import random
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from bench import records
+from bench.config import RunConfig, available_profiles, build_run_config, parse_overrides
+from bench.data import SYNTHETIC, BatchedSplit, Corpus, load_corpus
+from bench.errors import BenchError, run_cli
+from bench.method import Method, available_methods, build_method, method_settings
+from bench.metrics import evaluate
+from bench.model import SequenceVAE
+
+
+class TrainingDiverged(BenchError):
+    """The loss became NaN or infinite."""
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``cuda`` when asked for or available, else ``cpu``; asking for a missing GPU is an error."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for but torch sees no GPU; use --device cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(method: Method, vocab_size: int, config: RunConfig) -> SequenceVAE:
+    latent_dim = config.model.latent_dim if method.uses_latent else 0
+    return SequenceVAE(vocab_size, config.model, latent_dim=latent_dim, summary=method.encoder_summary(),
+                       mean_layer=method.posterior_mean_layer(latent_dim))
+
+
+class Trainer:
+    """Owns the model, data, optimisers and schedule; methods call its step functions.
+
+    Encoder and decoder have separate SGD optimisers. For plain SGD, stepping both is the
+    same as one optimiser over all parameters; keeping them apart lets a method update one
+    side only (aggressive inference training).
+    """
+
+    def __init__(self, config: RunConfig, method: Method, corpus: Corpus, device: torch.device,
+                 log: Callable[[str], None] = print):
+        self.config, self.method, self.corpus, self.device, self.log = config, method, corpus, device, log
+        seed_everything(config.seed)
+        self.model = build_model(method, len(corpus.vocab), config).to(device)
+        self.train_data = BatchedSplit(corpus.splits["train"], config.data.batch_size)
+        self.valid_data = BatchedSplit(corpus.splits["valid"], config.data.eval_batch_size)
+        self.test_data = BatchedSplit(corpus.splits["test"], config.data.eval_batch_size)
+        self.generator = torch.Generator().manual_seed(config.seed)  # batch order and random batches
+        self.lr = config.train.lr
+        self.step = 0  # training batches seen (the schedules' clock)
+        self.epoch = 0
+        self.curves: list[dict[str, Any]] = []
+        self.best_loss = math.inf
+        self.best_state = copy.deepcopy(self.model.state_dict())
+        self.not_improved = 0
+        self.decays = 0
+        self.train_seconds = 0.0
+        self.eval_seconds = 0.0
+        self._make_optimizers()
+
+    # -- optimisers and steps -------------------------------------------------------------
+    def _make_optimizers(self) -> None:
+        encoder = self.model.encoder_parameters()
+        self.encoder_optimizer = torch.optim.SGD(encoder, lr=self.lr) if encoder else None
+        self.decoder_optimizer = torch.optim.SGD(self.model.decoder_parameters(), lr=self.lr)
+
+    @property
+    def kl_weight(self) -> float:
+        return self.method.kl_weight(self.step, len(self.train_data))
+
+    def objective(self, batch: torch.Tensor):
+        """Mean over sentences of  -log p(x|z) + kl_weight * kl_penalty(KL per dim),  and the forward output."""
+        out = self.model(batch)
+        per_sentence = out.reconstruction_nll + self.kl_weight * self.method.kl_penalty(out.kl_per_dim)
+        return per_sentence.mean(), out
+
+    def update(self, batch: torch.Tensor, encoder: bool = True, decoder: bool = True,
+               loss_fn: Callable | None = None) -> dict[str, float]:
+        """Backpropagate the objective on ``batch``; step the chosen sides; return statistics."""
+        self.model.zero_grad(set_to_none=True)
+        loss, out = (loss_fn or self.objective)(batch)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss is {float(loss)} at epoch {self.epoch + 1}, step {self.step}; lower train.lr "
+                "(e.g. --set train.lr=0.5) or check the data")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip_grad_norm)
+        if encoder and self.encoder_optimizer is not None:
+            self.encoder_optimizer.step()
+        if decoder:
+            self.decoder_optimizer.step()
+        return {"loss": float(loss.detach()) * batch.size(0), "rec": float(out.reconstruction_nll.detach().sum()),
+                "kl": float(out.kl.detach().sum()), "sentences": batch.size(0), "words": out.num_words}
+
+    def joint_step(self, batch: torch.Tensor) -> dict[str, float]:
+        return self.update(batch)
+
+    def encoder_step(self, batch: torch.Tensor) -> dict[str, float]:
+        return self.update(batch, decoder=False)
+
+    def decoder_step(self, batch: torch.Tensor) -> dict[str, float]:
+        return self.update(batch, encoder=False)
+
+    def random_train_batch(self) -> torch.Tensor:
+        return self.train_data.random_batch(self.generator).to(self.device)
+
+    def validate(self, importance_weighted: bool = False, split: str = "valid") -> dict[str, float]:
+        data = self.valid_data if split == "valid" else self.test_data
+        started = time.perf_counter()
+        result = evaluate(self.model, data, self.config.eval, importance_weighted, self.device)
+        self.eval_seconds += time.perf_counter() - started
+        return result
+
+    # -- epochs and schedule --------------------------------------------------------------
+    def train_epoch(self, progress: bool) -> dict[str, float]:
+        self.model.train()
+        totals = {"loss": 0.0, "rec": 0.0, "kl": 0.0, "sentences": 0, "words": 0}
+        started = time.perf_counter()
+        batches = self.train_data.shuffled(self.generator)
+        if progress:
+            from tqdm import tqdm
+            batches = tqdm(batches, total=len(self.train_data), desc=f"epoch {self.epoch + 1}", leave=False,
+                           unit="batch", file=sys.stderr)
+        for batch in batches:
+            stats = self.method.train_step(self, batch.to(self.device))
+            self.step += 1
+            for key in totals:
+                totals[key] += stats[key]
+            if progress:
+                batches.set_postfix(loss=f"{totals['loss'] / totals['sentences']:.2f}",
+                                    kl=f"{totals['kl'] / totals['sentences']:.2f}")
+        seconds = time.perf_counter() - started
+        self.train_seconds += seconds
+        n = max(1, totals["sentences"])
+        return {"train_loss": totals["loss"] / n, "train_rec": totals["rec"] / n, "train_kl": totals["kl"] / n,
+                "train_tokens_per_s": totals["words"] / max(seconds, 1e-9)}
+
+    def end_of_epoch(self, valid: dict[str, float]) -> bool:
+        """Reference learning-rate schedule; returns True when training should stop."""
+        train = self.config.train
+        loss = valid["elbo_nll"]
+        if loss < self.best_loss:
+            self.best_loss, self.not_improved = loss, 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            return False
+        self.not_improved += 1
+        if self.not_improved >= train.decay_patience and self.epoch >= train.decay_start_epoch:
+            self.not_improved = 0
+            self.decays += 1
+            self.lr *= train.lr_decay
+            self.model.load_state_dict(self.best_state)
+            self._make_optimizers()
+            self.log(f"  learning rate decayed to {self.lr:g} (decay {self.decays}/{train.max_decays}); "
+                     "best checkpoint restored")
+        return self.decays >= train.max_decays
+
+    def fit(self, progress: bool = False, on_epoch: Callable[["Trainer"], None] | None = None) -> str:
+        """Train until a stopping rule fires; returns why it stopped."""
+        train = self.config.train
+        while self.epoch < train.max_epochs:
+            row = self.train_epoch(progress)
+            self.epoch += 1
+            valid = self.validate()
+            row.update({"epoch": self.epoch, "lr": self.lr, "kl_weight": self.kl_weight,
+                        **{f"valid_{k}": v for k, v in valid.items() if k not in ("sentences", "words")}})
+            row.update(self.method.on_epoch_end(self, self.epoch, valid))
+            stop = self.end_of_epoch(valid)
+            row.update(train_seconds=self.train_seconds, elapsed_seconds=self.train_seconds + self.eval_seconds)
+            self.curves.append(row)
+            self.log(f"epoch {self.epoch:3d}  train loss {row['train_loss']:.2f} (KL {row['train_kl']:.2f})  "
+                     f"valid ELBO {valid['elbo_nll']:.2f} KL {valid['kl']:.2f} MI {valid['mi']:.2f} "
+                     f"AU {valid['au']}  lr {self.lr:g}  {row['train_tokens_per_s']:.0f} tok/s")
+            if on_epoch is not None:
+                on_epoch(self)
+            if stop:
+                return f"{train.max_decays} learning-rate decays"
+            if train.max_train_minutes is not None and self.train_seconds > 60 * train.max_train_minutes:
+                return f"time budget of {train.max_train_minutes:g} training minutes"
+        return f"max_epochs={train.max_epochs}"
+
+    # -- checkpoints ----------------------------------------------------------------------
+    STATE_FIELDS = ("lr", "step", "epoch", "curves", "best_loss", "not_improved", "decays",
+                    "train_seconds", "eval_seconds")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "best_state": self.best_state,
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "method": self.method.state_dict(), **{k: getattr(self, k) for k in self.STATE_FIELDS}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.best_state = state["best_state"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.method.load_state_dict(state["method"])
+        for key in self.STATE_FIELDS:
+            setattr(self, key, state[key])
+        self._make_optimizers()
+
+
+def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: str | None = None,
+        device: str | None = None, progress: bool | None = None, log: Callable[[str], None] = print,
+        resume: bool = True) -> dict[str, Any]:
+    """Train and evaluate one run and write its record; returns the record.
+
+    A finished record is reused, never recomputed; an interrupted run resumes from its last
+    epoch checkpoint. A diverged run writes a record with status ``failed``.
+    """
+    method = build_method(config.method, config.methods, f"profile {config.profile}")
+    settings = method_settings(method)
+    identifier = records.run_id(config, settings)
+    folder = records.run_dir(results, config, identifier)
+    record_path = folder / records.RECORD_NAME
+    if resume and record_path.is_file():
+        record = records.load_record(record_path)
+        if record.get("status") == "finished":
+            log(f"already finished: {record_path}")
+            return record
+    torch_device = resolve_device(device)
+    corpus = load_corpus(config.dataset, config.data, data_dir)
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    trainer = Trainer(config, method, corpus, torch_device, log)
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = folder / records.CHECKPOINT_NAME
+    if resume and checkpoint.is_file():
+        trainer.load_state_dict(torch.load(checkpoint, map_location=torch_device, weights_only=False))
+        log(f"resuming from epoch {trainer.epoch} ({checkpoint})")
+    log(f"{config.method} on {corpus.name} [{config.profile}] seed {config.seed}: "
+        f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters, vocabulary "
+        f"{len(corpus.vocab)}, {len(corpus.splits['train'])} training sentences, device {torch_device}")
+    if config.dataset == SYNTHETIC:
+        log("  data: built-in synthetic corpus (no data directory needed)")
+    record: dict[str, Any] = {
+        "run_id": identifier, "method": config.method, "dataset": config.dataset, "profile": config.profile,
+        "seed": config.seed, "started_at": started_at, "config": config.to_dict(), "method_settings": settings,
+        "data": corpus.summary(), "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "code": records.code_version(), "environment": records.environment(torch_device),
+    }
+    save = lambda t: records.save_checkpoint_atomic(checkpoint, t.state_dict())  # noqa: E731
+    if progress is None:
+        progress = sys.stderr.isatty()
+    try:
+        stop_reason = trainer.fit(progress, on_epoch=save)
+    except TrainingDiverged as err:
+        record.update(status="failed", error=str(err), curves=trainer.curves,
+                      finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        records.write_json_atomic(record_path, record)
+        raise
+    trainer.model.load_state_dict(trainer.best_state)
+    eval_before = trainer.eval_seconds
+    test = trainer.validate(importance_weighted=True, split="test")
+    best_valid = min(trainer.curves, key=lambda row: row["valid_elbo_nll"])
+    record.update(
+        status="finished", stop_reason=stop_reason, epochs=trainer.epoch,
+        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        metrics={"test": test, "best_valid_epoch": best_valid["epoch"],
+                 "valid": {k[len("valid_"):]: v for k, v in best_valid.items() if k.startswith("valid_")}},
+        timing={"train_seconds": trainer.train_seconds, "valid_eval_seconds": eval_before,
+                "test_eval_seconds": trainer.eval_seconds - eval_before,
+                "train_hours": trainer.train_seconds / 3600},
+        curves=trainer.curves,
+    )
+    records.write_json_atomic(record_path, record)
+    checkpoint.unlink(missing_ok=True)
+    log(f"test: NLL {test['nll']:.2f} (IW, K={test['iw_samples']}, {test['iw_sentences']} sentences)  "
+        f"PPL {test['ppl']:.2f}  KL {test['kl']:.2f}  MI {test['mi']:.2f}  AU {test['au']}  "
+        f"train {trainer.train_seconds:.0f}s  eval {trainer.eval_seconds:.0f}s")
+    log(f"record: {record_path}")
+    return record
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.train", description="Train and evaluate one method on one dataset; "
+        "writes one self-describing record (metrics, timings, curves, config, hardware).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  python -m bench.train --method vae --dataset synthetic --profile smoke\n"
+               "  python -m bench.train --method vae --dataset yahoo_resplit --profile cpu --data-dir ../shared/data\n"
+               "  python -m bench.train --method pooling+kl_anneal --dataset ptb --set model.latent_dim=16\n")
+    what = parser.add_argument_group("what to run")
+    what.add_argument("--method", metavar="NAME", help="method name, or parts joined by '+' (see --list-methods)")
+    what.add_argument("--dataset", metavar="NAME", default=SYNTHETIC,
+                      help="folder under the data directory, or 'synthetic' (default)")
+    what.add_argument("--profile", metavar="NAME", default="cpu",
+                      help=f"settings profile: {', '.join(available_profiles())} or a YAML path (default: cpu)")
+    what.add_argument("--seed", type=int, default=0, metavar="N")
+    what.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="overrides",
+                      help="override a setting, e.g. model.latent_dim=16 or kl_anneal.warm_up=5 (repeatable)")
+    where = parser.add_argument_group("where")
+    where.add_argument("--data-dir", metavar="DIR", help="data directory (default: $BENCH_DATA_DIR)")
+    where.add_argument("--out", metavar="DIR", type=Path, default=records.DEFAULT_RESULTS,
+                       help="results folder (default: results/)")
+    where.add_argument("--device", metavar="DEV", default="auto", help="cpu, cuda or auto (default)")
+    other = parser.add_argument_group("other")
+    other.add_argument("--restart", action="store_true", help="ignore an existing record or checkpoint")
+    other.add_argument("--list-methods", action="store_true", help="list registered methods and exit")
+    other.add_argument("--quiet", action="store_true", help="print only the final result line")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list_methods:
+        from bench.method import method_class
+        for name in available_methods():
+            doc = (method_class(name).__doc__ or "").strip().splitlines()
+            print(f"{name:14s} {doc[0] if doc else ''}")
+        return 0
+    if not args.method:
+        raise BenchError("--method is required (see --list-methods)")
+    config = build_run_config(args.method, args.dataset, args.profile, args.seed, parse_overrides(args.overrides))
+    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    record = run(config, args.out, args.data_dir, args.device, progress=None if not args.quiet else False,
+                 log=log, resume=not args.restart)
+    test = record["metrics"]["test"]
+    print(f"{record['method']} {record['dataset']} seed {record['seed']}: NLL {test['nll']:.2f} "
+          f"PPL {test['ppl']:.2f} KL {test['kl']:.2f} MI {test['mi']:.2f} AU {test['au']}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,8 @@
+"""Standard VAE: the baseline every remedy is compared with."""
+
+from bench.method import Method, register_method
+
+
+@register_method("vae")
+class StandardVAE(Method):
+    """Standard VAE: ELBO with KL weight 1, last encoder state (Bowman et al. 2016)."""

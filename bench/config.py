@@ -200,7 +200,7 @@ def from_dict(cls: type, raw: Mapping[str, Any], where: str):
     values = {name: _coerce(value, hints[name], f"{where} {name}") for name, value in raw.items()}
     try:
         return cls(**values)
-    except BenchError as err:
+    except (BenchError, ValueError) as err:
         raise BenchError(f"{where}: {err}") from None
 
 

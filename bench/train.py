@@ -100,21 +100,32 @@ class Trainer:
         per_sentence = out.reconstruction_nll + self.kl_weight * self.method.kl_penalty(out.kl_per_dim)
         return per_sentence.mean(), out
 
-    def update(self, batch: torch.Tensor, encoder: bool = True, decoder: bool = True,
-               loss_fn: Callable | None = None) -> dict[str, float]:
+    def update(self, batch: torch.Tensor, encoder: bool = True, decoder: bool = True) -> dict[str, float]:
         """Backpropagate the objective on ``batch``; step the chosen sides; return statistics."""
         self.model.zero_grad(set_to_none=True)
-        loss, out = (loss_fn or self.objective)(batch)
+        loss, out = self.objective(batch)
+        self.check_finite(loss)
+        loss.backward()
+        self.apply_gradients(encoder, decoder)
+        return self.step_statistics(loss, out, batch)
+
+    def check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss is {float(loss)} at epoch {self.epoch + 1}, step {self.step}; lower train.lr "
                 "(e.g. --set train.lr=0.5) or check the data")
-        loss.backward()
+
+    def apply_gradients(self, encoder: bool = True, decoder: bool = True) -> None:
+        """Clip the gradient norm over all parameters (as the reference), then step the chosen sides."""
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.train.clip_grad_norm)
         if encoder and self.encoder_optimizer is not None:
             self.encoder_optimizer.step()
         if decoder:
             self.decoder_optimizer.step()
+
+    @staticmethod
+    def step_statistics(loss: torch.Tensor, out, batch: torch.Tensor) -> dict[str, float]:
+        """Sums over the batch, for the epoch's averages."""
         return {"loss": float(loss.detach()) * batch.size(0), "rec": float(out.reconstruction_nll.detach().sum()),
                 "kl": float(out.kl.detach().sum()), "sentences": batch.size(0), "words": out.num_words}
 
@@ -193,11 +204,11 @@ class Trainer:
             stop = self.end_of_epoch(valid)
             row.update(train_seconds=self.train_seconds, elapsed_seconds=self.train_seconds + self.eval_seconds)
             self.curves.append(row)
+            if on_epoch is not None:  # checkpoint first, so an interruption after it loses nothing
+                on_epoch(self)
             self.log(f"epoch {self.epoch:3d}  train loss {row['train_loss']:.2f} (KL {row['train_kl']:.2f})  "
                      f"valid ELBO {valid['elbo_nll']:.2f} KL {valid['kl']:.2f} MI {valid['mi']:.2f} "
                      f"AU {valid['au']}  lr {self.lr:g}  {row['train_tokens_per_s']:.0f} tok/s")
-            if on_epoch is not None:
-                on_epoch(self)
             if stop:
                 return f"{train.max_decays} learning-rate decays"
             if train.max_train_minutes is not None and self.train_seconds > 60 * train.max_train_minutes:

@@ -1,0 +1,47 @@
+"""Profiles, overrides and validation errors."""
+
+import pytest
+
+from bench.config import available_profiles, build_run_config, parse_overrides
+from bench.errors import BenchError
+
+
+def test_profiles_resolve_and_paper_has_the_published_architecture():
+    assert {"paper", "cpu", "smoke"} <= set(available_profiles())
+    paper = build_run_config("vae", "yahoo", "paper")
+    assert (paper.model.embed_dim, paper.model.encoder_hidden, paper.model.decoder_hidden,
+            paper.model.latent_dim) == (512, 1024, 1024, 32)
+    assert (paper.train.lr, paper.train.clip_grad_norm, paper.data.batch_size) == (1.0, 5.0, 32)
+    assert paper.eval.iw_samples == 500 and paper.train.max_epochs == 100
+
+
+def test_overrides_are_typed_and_nested():
+    overrides = parse_overrides(["model.latent_dim=8", "kl_anneal.warm_up=2.5", "train.max_train_minutes=null"])
+    config = build_run_config("kl_anneal", "synthetic", "smoke", 3, overrides)
+    assert config.model.latent_dim == 8 and config.seed == 3
+    assert config.methods["kl_anneal"]["warm_up"] == 2.5
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (["model.latent_dims=8"], "unknown key 'latent_dims' (did you mean 'latent_dim'?)"),
+    (["model.latent_dim=eight"], "expected an integer"),
+    (["model.dropout_in=1.5"], "dropout_in must be in [0, 1)"),
+    (["train.lr=-1"], "lr must be positive"),
+    (["latent_dim=3"], "SECTION.KEY=VALUE"),
+])
+def test_bad_settings_name_the_key(overrides, fragment):
+    with pytest.raises(BenchError, match=None) as err:
+        build_run_config("vae", "synthetic", "smoke", 0, parse_overrides(overrides))
+    assert fragment in str(err.value)
+
+
+def test_bad_profile_file_names_the_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("model:\n  hidden: 3\n")
+    with pytest.raises(BenchError, match=r"mine.yaml \[model\]: unknown key 'hidden'"):
+        build_run_config("vae", "synthetic", str(path))
+    path.write_text("model: [1, 2\n")
+    with pytest.raises(BenchError, match="not valid YAML"):
+        build_run_config("vae", "synthetic", str(path))
+    with pytest.raises(BenchError, match="unknown profile 'cpuu' \\(did you mean 'cpu'\\?\\)"):
+        build_run_config("vae", "synthetic", "cpuu")

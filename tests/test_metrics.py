@@ -1,0 +1,154 @@
+"""Estimators against cases with known answers."""
+
+import math
+
+import pytest
+import torch
+
+from bench.config import DataConfig, ModelConfig
+from bench.data import Vocabulary, pad_batch
+from bench.metrics import active_units, evaluate, iw_log_likelihood, kl_to_prior, mutual_information
+from bench.model import SequenceVAE
+
+
+class LinearGaussian:
+    """p(z) = N(0, I), p(x|z) = N(Wz + b, s^2 I) with orthogonal columns of W.
+
+    Then p(x) = N(b, W W^T + s^2 I) in closed form and the exact posterior is diagonal:
+    Sigma = (I + W^T W / s^2)^-1, mean = Sigma W^T (x - b) / s^2.
+    """
+
+    def __init__(self, mean_shift=0.0, var_scale=1.0):
+        self.W = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+        self.b = torch.tensor([0.5, -1.0, 0.3], dtype=torch.float64)
+        self.s2 = 0.25
+        self.mean_shift, self.var_scale = mean_shift, var_scale
+
+    def encode(self, x):
+        precision = 1.0 + (self.W ** 2).sum(0) / self.s2  # diagonal of I + W^T W / s^2
+        var = 1.0 / precision
+        mean = ((x - self.b) @ self.W) * var / self.s2
+        return mean + self.mean_shift, torch.log(var * self.var_scale).expand_as(mean)
+
+    def log_px_given_z(self, x, z):
+        mean = z @ self.W.T + self.b  # [B, K, D]
+        return torch.distributions.Normal(mean, self.s2 ** 0.5).log_prob(x.unsqueeze(1)).sum(-1)
+
+    def log_px(self, x):
+        cov = self.W @ self.W.T + self.s2 * torch.eye(3, dtype=torch.float64)
+        return torch.distributions.MultivariateNormal(self.b, cov).log_prob(x)
+
+
+X = torch.tensor([[0.0, 0.0, 0.0], [3.0, -2.0, 1.0], [-1.5, 0.5, 0.2]], dtype=torch.float64)
+
+
+def test_iw_is_exact_with_the_true_posterior():
+    model = LinearGaussian()
+    for k in (1, 7, 50):
+        torch.testing.assert_close(iw_log_likelihood(model, X, k, samples_per_chunk=3), model.log_px(X))
+
+
+def test_iw_converges_from_below_with_a_wrong_posterior():
+    model = LinearGaussian(mean_shift=0.15, var_scale=1.5)
+    truth = model.log_px(X)
+    elbo_like = torch.stack([iw_log_likelihood(model, X, 1) for _ in range(400)]).mean(0)
+    many = iw_log_likelihood(model, X, 20000, samples_per_chunk=1000)
+    assert (elbo_like < truth - 0.02).all()  # K=1 is the ELBO: strictly below log p(x)
+    torch.testing.assert_close(many, truth, atol=0.02, rtol=0)
+
+
+def test_kl_to_prior_closed_form():
+    mu = torch.tensor([[0.0, 0.0], [1.0, 2.0], [0.0, 0.0]])
+    logvar = torch.tensor([[0.0, 0.0], [0.0, 0.0], [math.log(2.0), math.log(0.5)]])
+    expected = torch.tensor([0.0, 2.5, 0.5 * (2 - math.log(2) - 1) + 0.5 * (0.5 - math.log(0.5) - 1)])
+    torch.testing.assert_close(kl_to_prior(mu, logvar), expected)
+    reference = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mu, (0.5 * logvar).exp()), torch.distributions.Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(kl_to_prior(mu, logvar), reference)
+
+
+def exact_mixture_mi(mu, logvar):
+    """I(x; z) for x uniform over the batch and q(z|x) 1-D Gaussians, by quadrature."""
+    z = torch.linspace(-15, 15, 60001, dtype=torch.float64)
+    dz = z[1] - z[0]
+    components = torch.distributions.Normal(mu.unsqueeze(1), (0.5 * logvar).exp().unsqueeze(1))
+    log_q = components.log_prob(z)  # [N, Z]
+    log_aggregate = torch.logsumexp(log_q, 0) - math.log(len(mu))
+    return float((log_q.exp() * (log_q - log_aggregate)).sum(1).mean() * dz)
+
+
+def test_mutual_information_matches_quadrature():
+    mu = torch.tensor([-2.0, -0.5, 0.0, 1.0, 3.0], dtype=torch.float64)
+    logvar = torch.tensor([0.0, -1.0, -2.0, -0.5, 0.3], dtype=torch.float64)
+    truth = exact_mixture_mi(mu, logvar)
+    estimates = [mutual_information(mu.unsqueeze(1), logvar.unsqueeze(1)) for _ in range(20000)]
+    assert 0.5 < truth < math.log(5)
+    assert sum(estimates) / len(estimates) == pytest.approx(truth, abs=0.02)
+
+
+def test_mutual_information_is_zero_when_posteriors_ignore_x():
+    mu, logvar = torch.zeros(64, 3), torch.zeros(64, 3)
+    estimates = [mutual_information(mu, logvar) for _ in range(2000)]
+    assert sum(estimates) / len(estimates) == pytest.approx(0.0, abs=0.02)
+
+
+def test_active_units_counts_dimensions_with_variance_above_threshold():
+    torch.manual_seed(0)
+    n = 5000
+    means = torch.cat([torch.randn(n, 3),              # variance 1: active
+                       torch.full((n, 2), 0.7),        # constant: inactive
+                       0.07 * torch.randn(n, 1),       # variance 0.0049 < 0.01: inactive
+                       0.2 * torch.randn(n, 1)], 1)    # variance 0.04: active
+    assert active_units(means) == 4
+    assert active_units(means, threshold=0.5) == 3
+    assert active_units(torch.full((10, 4), 1.0)) == 0
+
+
+def tiny_model(latent_dim):
+    config = ModelConfig(embed_dim=8, encoder_hidden=8, decoder_hidden=8, latent_dim=2, dropout_in=0.0,
+                         dropout_out=0.0)
+    torch.manual_seed(1)
+    model = SequenceVAE(12, config, latent_dim=latent_dim)
+    for p in model.parameters():  # larger weights so that sentences get distinct scores
+        torch.nn.init.normal_(p, std=0.5)
+    return model.eval()
+
+
+def test_log_px_given_z_ignores_padding_and_matches_token_by_token():
+    model = tiny_model(latent_dim=2)
+    sentences = [[5, 6, 7, 8, 9], [4, 5], [10]]
+    batch = pad_batch(sentences)
+    z = torch.randn(3, 2, 2)
+    batched = model.log_px_given_z(batch, z)
+    for row, sentence in enumerate(sentences):
+        alone = model.log_px_given_z(pad_batch([sentence]), z[row: row + 1])
+        torch.testing.assert_close(batched[row], alone[0])
+        # token by token: sum of log softmax of each next token given the prefix
+        full = pad_batch([sentence])
+        manual = 0.0
+        for t in range(1, full.size(1)):
+            logits = model.decoder_logits(full[:, : t + 1], z[row, :1])[:, -1]
+            manual += torch.log_softmax(logits, -1)[0, full[0, t]]
+        torch.testing.assert_close(alone[0, 0], manual)
+
+
+def test_language_model_iw_nll_equals_exact_nll():
+    model = tiny_model(latent_dim=0)
+    batches = [pad_batch([[5, 6, 7], [8, 9, 4]]), pad_batch([[4, 4, 5, 6, 7, 8]])]
+    result = evaluate(model, batches, importance_weighted=True)
+    with torch.no_grad():
+        exact = -sum(float(model.log_px_given_z(x, torch.zeros(x.size(0), 1, 0)).sum()) for x in batches) / 3
+    assert result["nll"] == pytest.approx(exact, rel=1e-5)
+    assert result["elbo_nll"] == pytest.approx(exact, rel=1e-5)
+    assert result["kl"] == 0.0 and result["au"] == 0
+    assert result["ppl"] == pytest.approx(math.exp(exact * 3 / (4 + 4 + 7)), rel=1e-5)
+
+
+def test_iw_bound_of_the_vae_is_at_least_the_elbo_on_average():
+    model = tiny_model(latent_dim=2)
+    batch = pad_batch([[5, 6, 7], [8, 9, 4], [4, 10, 11]])
+    mu, logvar = model.encode(batch)
+    z = model.sample_posterior(mu, logvar, 2000)
+    elbo = model.log_px_given_z(batch, z).mean(1) - kl_to_prior(mu, logvar)
+    iw = iw_log_likelihood(model, batch, 500)
+    assert (iw >= elbo - 1e-3).all()

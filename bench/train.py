@@ -112,7 +112,7 @@ class Trainer:
     def check_finite(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
             raise TrainingDiverged(
-                f"loss is {float(loss)} at epoch {self.epoch + 1}, step {self.step}; lower train.lr "
+                f"loss is {float(loss.detach())} at epoch {self.epoch + 1}, step {self.step}; lower train.lr "
                 "(e.g. --set train.lr=0.5) or check the data")
 
     def apply_gradients(self, encoder: bool = True, decoder: bool = True) -> None:

@@ -1,0 +1,99 @@
+"""End-to-end runs on the smoke profile: records, resume, failures, CLI."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from bench import records
+from bench.errors import BenchError
+from bench.train import TrainingDiverged, run
+
+REQUIRED_TEST_METRICS = ("nll", "kl", "mi", "au", "ppl", "elbo_nll", "iw_samples")
+
+
+def quiet(message):
+    pass
+
+
+def test_run_writes_a_self_describing_record(tmp_path, smoke_config):
+    record = run(smoke_config("vae"), tmp_path, log=quiet)
+    path = next(tmp_path.rglob(records.RECORD_NAME))
+    assert json.loads(path.read_text()) == json.loads(json.dumps(record, default=str))
+    assert record["status"] == "finished"
+    for key in REQUIRED_TEST_METRICS:
+        assert key in record["metrics"]["test"]
+    assert record["metrics"]["test"]["iw_samples"] == 8
+    assert record["timing"]["train_seconds"] > 0 and record["timing"]["test_eval_seconds"] > 0
+    assert len(record["curves"]) == record["epochs"] == 2
+    assert {"train_loss", "valid_kl", "valid_mi", "valid_au", "lr", "elapsed_seconds"} <= set(record["curves"][0])
+    assert record["config"]["model"]["latent_dim"] == 4
+    assert record["environment"]["packages"]["torch"]
+    assert record["environment"]["hardware"]["cpu_count_logical"] >= 1
+    assert not list(tmp_path.rglob(records.CHECKPOINT_NAME))  # removed once the record exists
+
+
+def test_same_seed_same_numbers_and_finished_runs_are_not_redone(tmp_path, smoke_config):
+    first = run(smoke_config("vae"), tmp_path / "a", log=quiet)
+    again = run(smoke_config("vae"), tmp_path / "b", log=quiet)
+    assert first["curves"][-1]["train_loss"] == again["curves"][-1]["train_loss"]
+    messages = []
+    reused = run(smoke_config("vae"), tmp_path / "a", log=messages.append)
+    assert reused["finished_at"] == first["finished_at"] and "already finished" in messages[0]
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, smoke_config):
+    config = smoke_config("vae", train={"max_epochs": 3})
+
+    def interrupt_after_first_epoch(message):
+        if message.startswith("epoch   1"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path, log=interrupt_after_first_epoch)
+    assert next(tmp_path.rglob(records.CHECKPOINT_NAME))
+    assert not list(tmp_path.rglob(records.RECORD_NAME))
+    messages = []
+    resumed = run(config, tmp_path, log=messages.append)
+    assert any("resuming from epoch 1" in m for m in messages)
+    assert [row["epoch"] for row in resumed["curves"]] == [1, 2, 3]
+    uninterrupted = run(config, tmp_path / "fresh", log=quiet)
+    assert resumed["curves"][-1]["train_loss"] == pytest.approx(uninterrupted["curves"][-1]["train_loss"])
+
+
+def test_nan_loss_fails_with_a_record_and_one_line(tmp_path, smoke_config):
+    config = smoke_config("vae", train={"lr": 1e30})
+    with pytest.raises(TrainingDiverged, match="lower train.lr"):
+        run(config, tmp_path, log=quiet)
+    record = json.loads(next(tmp_path.rglob(records.RECORD_NAME)).read_text())
+    assert record["status"] == "failed" and "loss is" in record["error"]
+
+
+def test_lm_and_vae_records_share_the_schema(tmp_path, smoke_config):
+    lm = run(smoke_config("lm"), tmp_path, log=quiet)["metrics"]["test"]
+    assert lm["kl"] == 0 and lm["au"] == 0
+    assert lm["nll"] == pytest.approx(lm["elbo_nll"], rel=1e-4)  # exact for a language model
+    assert math.isfinite(lm["ppl"])
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "bench.train", *args], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    result = cli("--method", "vea", "--profile", "smoke", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: unknown method 'vea'. Did you mean 'vae'? Available: aggressive, "
+                                     "beta_vae, bn_vae, cyclical, free_bits, kl_anneal, lm, pooling, sa_vae, vae "
+                                     "(combine with '+', e.g. pooling+kl_anneal)")
+    result = cli("--method", "vae", "--dataset", "nope", "--data-dir", str(tmp_path), "--profile", "smoke")
+    assert result.returncode == 2 and "dataset folder" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_cli_trains_and_prints_the_result(tmp_path):
+    result = cli("--method", "pooling", "--profile", "smoke", "--out", str(tmp_path), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("pooling synthetic seed 0: NLL ")

@@ -18,6 +18,9 @@ from bench.data import sentence_lengths
 from bench.model import gaussian_kl_per_dim, log_diagonal_normal, log_standard_normal
 
 
+DISPERSION_SENTENCES = 2000  # pairwise cosine distances cost O(N^2)
+
+
 @torch.no_grad()
 def iw_log_likelihood(model, x: torch.Tensor, num_samples: int, samples_per_chunk: int | None = None,
                       max_elements: int = 50_000_000) -> torch.Tensor:
@@ -90,6 +93,24 @@ def active_units(posterior_means: torch.Tensor, threshold: float = 0.01) -> int:
     return int((posterior_means.var(dim=0) > threshold).sum())
 
 
+def feature_dispersion(features: torch.Tensor) -> dict[str, float]:
+    """How much a set of feature vectors [N, D] varies across inputs (Long et al. 2019, RQ1).
+
+        variance        = (1/D) sum_d Var_n(f_nd)                       (unbiased, over the N inputs)
+        cosine_distance = mean over pairs n != m of 1 - cos(f_n, f_m)
+
+    Both are 0 when every input gets the same features. Long et al. argue that the last
+    encoder state of a collapsing VAE has little dispersion across sentences.
+    """
+    n = features.size(0)
+    if n < 2 or features.size(1) == 0:
+        return {"variance": 0.0, "cosine_distance": 0.0}
+    unit = torch.nn.functional.normalize(features.double(), dim=1)
+    similarity = unit @ unit.T
+    mean_off_diagonal = (similarity.sum() - similarity.diagonal().sum()) / (n * (n - 1))
+    return {"variance": float(features.double().var(dim=0).mean()), "cosine_distance": float(1 - mean_off_diagonal)}
+
+
 @torch.no_grad()
 def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | None = None,
              importance_weighted: bool = False, device: torch.device | str = "cpu") -> dict[str, float]:
@@ -104,7 +125,7 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
     was_training = model.training
     model.eval()
     totals = dict(rec=0.0, kl=0.0, mi=0.0, sentences=0, words=0, iw_nll=0.0, iw_sentences=0, iw_words=0)
-    means = []
+    means, features = [], []
     for x in batches:
         x = x.to(device)
         out = model(x)
@@ -115,6 +136,8 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
         totals["sentences"] += batch
         totals["words"] += out.num_words
         means.append(out.mu.cpu())
+        if hasattr(model, "encoder_features") and out.mu.size(1) > 0:
+            features.append(model.encoder_features(x).cpu())
         budget = eval_config.iw_max_sentences
         if importance_weighted and (budget is None or totals["iw_sentences"] < budget):
             if budget is not None:
@@ -129,6 +152,11 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
               "mi": totals["mi"] / n, "au": active_units(torch.cat(means)),
               "elbo_ppl": math.exp((totals["rec"] + totals["kl"]) / max(1, totals["words"])),
               "sentences": totals["sentences"], "words": totals["words"]}
+    if features:  # dispersion of h(x) and of the posterior mean over (at most) the first sentences
+        subset = slice(0, DISPERSION_SENTENCES)
+        for name, values in (("feature", torch.cat(features)[subset]), ("mu", torch.cat(means)[subset])):
+            for statistic, value in feature_dispersion(values).items():
+                result[f"{name}_{statistic}"] = value
     if importance_weighted:
         result.update(nll=totals["iw_nll"] / max(1, totals["iw_sentences"]),
                       ppl=math.exp(totals["iw_nll"] / max(1, totals["iw_words"])),

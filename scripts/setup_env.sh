@@ -12,6 +12,8 @@ if [ -f "$stamp" ]; then exit 0; fi
 echo "setting up $venv (once) ..." >&2
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+# pip warns once per package about this machine's absent local index folders: keep them out of the log
+exec 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 torch_spec="${TORCH_SPEC:-torch==2.13.0}"
 if [ -n "${TORCH_INDEX_URL:-}" ]; then
   "${pip[@]}" "$torch_spec" --index-url "$TORCH_INDEX_URL"

@@ -152,3 +152,14 @@ def test_iw_bound_of_the_vae_is_at_least_the_elbo_on_average():
     elbo = model.log_px_given_z(batch, z).mean(1) - kl_to_prior(mu, logvar)
     iw = iw_log_likelihood(model, batch, 500)
     assert (iw >= elbo - 1e-3).all()
+
+
+def test_feature_dispersion_known_values():
+    from bench.metrics import feature_dispersion
+    same = torch.tensor([[1.0, 2.0, 3.0]]).repeat(5, 1)
+    assert feature_dispersion(same) == {"variance": 0.0, "cosine_distance": pytest.approx(0.0, abs=1e-12)}
+    # two orthogonal unit vectors: cosine distance 1; per-dim variance of (1,0),(0,1) is 0.5 each
+    orthogonal = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert feature_dispersion(orthogonal) == {"variance": pytest.approx(0.5), "cosine_distance": pytest.approx(1.0)}
+    opposite = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])  # cosine -1: distance 2; variance 2 per dim
+    assert feature_dispersion(opposite) == {"variance": pytest.approx(2.0), "cosine_distance": pytest.approx(2.0)}

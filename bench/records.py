@@ -1,6 +1,6 @@
 """Self-describing run records, written atomically, and where they live.
 
-One run = one folder ``<results>/<profile>/<dataset>/<method>/seed<seed>-<run_id>/`` with
+One run = one folder ``<results>/<profile>/<dataset>/<label>/seed<seed>-<run_id>/`` with
 ``record.json`` (written once, at the end, by an atomic rename so a reader never sees half
 a record) and ``checkpoint.pt`` while training is in progress. ``run_id`` hashes the
 resolved configuration, so a changed setting never reuses an old record.
@@ -35,8 +35,10 @@ def run_id(config: RunConfig, method_settings: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def run_dir(results: Path, config: RunConfig, identifier: str) -> Path:
-    return Path(results) / config.profile / config.dataset / config.method / f"seed{config.seed}-{identifier}"
+def run_dir(results: Path, config: RunConfig, identifier: str, label: str | None = None) -> Path:
+    """``<results>/<profile>/<dataset>/<label or method>/seed<seed>-<run_id>``."""
+    name = label or config.method
+    return Path(results) / config.profile / config.dataset / name / f"seed{config.seed}-{identifier}"
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

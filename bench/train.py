@@ -208,7 +208,8 @@ class Trainer:
                 on_epoch(self)
             self.log(f"epoch {self.epoch:3d}  train loss {row['train_loss']:.2f} (KL {row['train_kl']:.2f})  "
                      f"valid ELBO {valid['elbo_nll']:.2f} KL {valid['kl']:.2f} MI {valid['mi']:.2f} "
-                     f"AU {valid['au']}  lr {self.lr:g}  {row['train_tokens_per_s']:.0f} tok/s")
+                     f"AU {valid['au']}  h(x) cos-dist {valid.get('feature_cosine_distance', 0):.3f}  "
+                     f"lr {self.lr:g}  {row['train_tokens_per_s']:.0f} tok/s")
             if stop:
                 return f"{train.max_decays} learning-rate decays"
             if train.max_train_minutes is not None and self.train_seconds > 60 * train.max_train_minutes:
@@ -237,16 +238,20 @@ class Trainer:
 
 def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: str | None = None,
         device: str | None = None, progress: bool | None = None, log: Callable[[str], None] = print,
-        resume: bool = True) -> dict[str, Any]:
+        resume: bool = True, label: str | None = None,
+        on_epoch: Callable[[Trainer], None] | None = None) -> dict[str, Any]:
     """Train and evaluate one run and write its record; returns the record.
 
     A finished record is reused, never recomputed; an interrupted run resumes from its last
-    epoch checkpoint. A diverged run writes a record with status ``failed``.
+    epoch checkpoint. A run that raises (a diverging loss, out of memory) writes a record
+    with status ``failed`` and its reason, then re-raises; running it again retries it.
+    ``label`` names the run in tables (default: the method); ``on_epoch`` is called after
+    each epoch's checkpoint (the sweep reports progress with it).
     """
     method = build_method(config.method, config.methods, f"profile {config.profile}")
     settings = method_settings(method)
     identifier = records.run_id(config, settings)
-    folder = records.run_dir(results, config, identifier)
+    folder = records.run_dir(results, config, identifier, label)
     record_path = folder / records.RECORD_NAME
     if resume and record_path.is_file():
         record = records.load_record(record_path)
@@ -268,18 +273,24 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
     if config.dataset == SYNTHETIC:
         log("  data: built-in synthetic corpus (no data directory needed)")
     record: dict[str, Any] = {
-        "run_id": identifier, "method": config.method, "dataset": config.dataset, "profile": config.profile,
+        "run_id": identifier, "label": label or config.method, "method": config.method,
+        "dataset": config.dataset, "profile": config.profile,
         "seed": config.seed, "started_at": started_at, "config": config.to_dict(), "method_settings": settings,
         "data": corpus.summary(), "parameters": sum(p.numel() for p in trainer.model.parameters()),
         "code": records.code_version(), "environment": records.environment(torch_device),
     }
-    save = lambda t: records.save_checkpoint_atomic(checkpoint, t.state_dict())  # noqa: E731
+    def end_of_epoch(t: Trainer) -> None:
+        records.save_checkpoint_atomic(checkpoint, t.state_dict())
+        if on_epoch is not None:
+            on_epoch(t)
+
     if progress is None:
         progress = sys.stderr.isatty()
     try:
-        stop_reason = trainer.fit(progress, on_epoch=save)
-    except TrainingDiverged as err:
-        record.update(status="failed", error=str(err), curves=trainer.curves,
+        stop_reason = trainer.fit(progress, on_epoch=end_of_epoch)
+    except Exception as err:  # recorded, then raised again; KeyboardInterrupt keeps the checkpoint only
+        reason = str(err) if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
+        record.update(status="failed", error=reason, curves=trainer.curves,
                       finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         records.write_json_atomic(record_path, record)
         raise

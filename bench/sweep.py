@@ -1,0 +1,293 @@
+"""Run an experiment grid (method x dataset x seed) with Ray Tune.
+
+``python -m bench.sweep experiments/cpu.yaml`` reads an experiment file, skips runs whose
+record is already finished, and schedules the rest as Ray Tune trials, each one a call of
+:func:`bench.train.run` (the same code path as ``python -m bench.train``). Runs resume from
+their last epoch checkpoint, so killing the sweep and starting it again loses at most the
+epoch in progress and never a finished record. A failing trial is recorded as failed with
+its reason and does not stop the others.
+
+Experiment file::
+
+    profile: cpu                       # a profile name or YAML path
+    datasets: [yahoo_resplit, yelp_xu_resplit]
+    seeds: [0]
+    resources: {cpu: 1, gpu: 0}        # per trial; fractional GPUs share a GPU (e.g. 0.5)
+    settings: {train: {max_epochs: 5}} # overrides for every run (same sections as --set)
+    runs:                              # a method name, or a labelled method with settings
+      - vae
+      - pooling+kl_anneal
+      - {label: beta_vae_0.2, method: beta_vae, settings: {beta_vae: {beta: 0.2}}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import records
+from bench.config import build_run_config, from_dict
+from bench.errors import BenchError, run_cli
+from bench.method import build_method, method_settings
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: str
+    label: str = ""
+    settings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    profile: str
+    datasets: tuple[str, ...]
+    runs: tuple[Any, ...]
+    seeds: tuple[int, ...] = (0,)
+    resources: Any = None
+    settings: Any = None
+
+
+@dataclass(frozen=True)
+class Trial:
+    label: str
+    method: str
+    dataset: str
+    seed: int
+    settings: dict  # merged overrides: experiment-wide, then the run's own
+
+    @property
+    def name(self) -> str:
+        return f"{self.label}/{self.dataset}/seed{self.seed}"
+
+
+def load_experiment(path: Path) -> Experiment:
+    where = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError:
+        raise BenchError(f"experiment file {path} not found; see experiments/ for examples") from None
+    except yaml.YAMLError as err:
+        raise BenchError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    experiment = from_dict(Experiment, raw or {}, where)
+    runs = []
+    for index, entry in enumerate(experiment.runs):
+        spec = from_dict(RunSpec, {"method": entry} if isinstance(entry, str) else entry, f"{where} runs[{index}]")
+        runs.append(RunSpec(spec.method, spec.label or spec.method, spec.settings or {}))
+    labels = [r.label for r in runs]
+    if len(set(labels)) != len(labels):
+        raise BenchError(f"{where}: run labels must be unique, got {labels}")
+    resources = from_dict(Resources, experiment.resources or {}, f"{where} resources")
+    if resources.cpu <= 0 or resources.gpu < 0:
+        raise BenchError(f"{where} resources: cpu must be > 0 and gpu >= 0")
+    return Experiment(experiment.profile, tuple(experiment.datasets), tuple(runs), tuple(experiment.seeds),
+                      resources, dict(experiment.settings or {}))
+
+
+def merge_settings(*layers: dict) -> dict:
+    merged: dict[str, dict] = {}
+    for layer in layers:
+        for section, values in (layer or {}).items():
+            merged.setdefault(section, {}).update(values or {})
+    return merged
+
+
+def expand(experiment: Experiment, only_datasets=None, only_seeds=None) -> list[Trial]:
+    datasets = only_datasets or experiment.datasets
+    seeds = only_seeds if only_seeds is not None else experiment.seeds
+    return [Trial(run.label, run.method, dataset, seed, merge_settings(experiment.settings, run.settings))
+            for dataset in datasets for run in experiment.runs for seed in seeds]
+
+
+def trial_config(trial: Trial, profile: str):
+    return build_run_config(trial.method, trial.dataset, profile, trial.seed, trial.settings)
+
+
+def record_path(trial: Trial, profile: str, results: Path) -> Path:
+    config = trial_config(trial, profile)
+    settings = method_settings(build_method(config.method, config.methods))
+    return records.run_dir(results, config, records.run_id(config, settings), trial.label) / records.RECORD_NAME
+
+
+def is_finished(path: Path) -> bool:
+    try:
+        return records.load_record(path).get("status") == "finished"
+    except (OSError, ValueError):
+        return False
+
+
+def run_trial(params: dict, profile: str, results: str, data_dir: str | None, device: str) -> None:
+    """Ray Tune trainable: one bench.train run; reports each epoch and the outcome."""
+    from ray import tune
+
+    trial = Trial(**params["trial"])
+
+    def report(trainer) -> None:
+        row = trainer.curves[-1]
+        tune.report({"status": "running", "epoch": row["epoch"], "valid_elbo_nll": row["valid_elbo_nll"],
+                     "valid_kl": row["valid_kl"], "valid_mi": row["valid_mi"], "valid_au": row["valid_au"]})
+
+    from bench.train import run
+    try:
+        record = run(trial_config(trial, profile), Path(results), data_dir, device, progress=False,
+                     log=lambda message: None, label=trial.label, on_epoch=report)
+    except Exception as err:  # recorded by run(); report it so the summary can say why
+        tune.report({"status": "failed", "error": str(err).splitlines()[0][:300]})
+        return
+    test = record["metrics"]["test"]
+    tune.report({"status": "finished", "nll": test["nll"], "kl": test["kl"], "mi": test["mi"], "au": test["au"],
+                 "train_hours": record["timing"]["train_hours"]})
+
+
+def check_gpus(resources: Resources, attached: bool) -> None:
+    """Fail fast: Ray waits forever for a GPU that the cluster does not have."""
+    if resources.gpu <= 0:
+        return
+    import ray
+    have = ray.cluster_resources().get("GPU", 0)
+    if have == 0:
+        where = "the Ray cluster" if attached else "this machine"
+        raise BenchError(f"the experiment asks for {resources.gpu:g} GPU per trial but {where} has none; "
+                         "set resources.gpu: 0 or use a GPU machine (./run_all.sh picks the cpu experiment)")
+
+
+class ProgressPrinter:
+    """A line per trial event on the driver, instead of Ray's status tables."""
+
+    def __init__(self, log):
+        self.log, self.outcomes = log, {}
+
+    def callback(self):
+        from ray.tune import Callback
+        printer = self
+
+        class _Callback(Callback):
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                name = Trial(**trial.config["trial"]).name
+                status = result.get("status")
+                if status == "running":
+                    printer.log(f"  {name}: epoch {result['epoch']}  valid ELBO {result['valid_elbo_nll']:.2f}  "
+                                f"KL {result['valid_kl']:.2f}  MI {result['valid_mi']:.2f}  AU {result['valid_au']}")
+                elif status == "finished":
+                    printer.outcomes[name] = "finished"
+                    printer.log(f"done {name}: NLL {result['nll']:.2f}  KL {result['kl']:.2f}  MI {result['mi']:.2f}  "
+                                f"AU {result['au']}  ({result['train_hours'] * 60:.1f} min training)")
+                elif status == "failed":
+                    printer.outcomes[name] = f"failed: {result['error']}"
+                    printer.log(f"FAILED {name}: {result['error']}")
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                name = Trial(**trial.config["trial"]).name
+                printer.outcomes[name] = "failed: the trial process crashed (see Ray logs with --verbose)"
+                printer.log(f"FAILED {name}: the trial process crashed")
+
+        return _Callback()
+
+
+def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, address: str | None = None,
+          storage: str | None = None, device: str = "auto", only_datasets=None, only_seeds=None,
+          verbose: bool = False, log=print) -> dict[str, Any]:
+    """Run every unfinished trial of ``experiment``; returns a summary."""
+    started = time.perf_counter()
+    results = Path(results).resolve()
+    trials = expand(experiment, only_datasets, only_seeds)
+    pending = [t for t in trials if not is_finished(record_path(t, experiment.profile, results))]
+    skipped = len(trials) - len(pending)
+    log(f"{len(trials)} runs ({experiment.profile} profile): {skipped} already finished, {len(pending)} to run")
+    outcomes: dict[str, str] = {}
+    if pending:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # quiet: no status tables on stdout
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        import logging
+        import ray
+        from ray import tune
+
+        attached = bool(address or os.environ.get("RAY_ADDRESS"))
+        ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+                 logging_level=logging.INFO if verbose else logging.ERROR,
+                 **({} if attached else {"num_cpus": os.cpu_count()}))
+        try:
+            check_gpus(experiment.resources, attached)
+            printer = ProgressPrinter(log)
+            trainable = tune.with_resources(
+                tune.with_parameters(run_trial, profile=experiment.profile, results=str(results),
+                                     data_dir=data_dir, device=device if experiment.resources.gpu else "cpu"),
+                {"cpu": experiment.resources.cpu, "gpu": experiment.resources.gpu})
+            storage_path = storage or str(results / ".tune")
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"trial": tune.grid_search([t.__dict__ for t in pending])},
+                tune_config=tune.TuneConfig(reuse_actors=True),
+                run_config=tune.RunConfig(name=f"sweep-{experiment.profile}-{int(time.time())}",
+                                          storage_path=os.path.abspath(storage_path) if "://" not in storage_path
+                                          else storage_path, verbose=2 if verbose else 0,
+                                          callbacks=[printer.callback()]))
+            tuner.fit()
+            outcomes = printer.outcomes
+        finally:
+            ray.shutdown()
+    finished = sum(is_finished(record_path(t, experiment.profile, results)) for t in pending)
+    failed = {name: why for name, why in outcomes.items() if why.startswith("failed")}
+    summary = {"runs": len(trials), "skipped": skipped, "finished": finished, "failed": len(pending) - finished,
+               "failures": failed, "wall_clock_s": time.perf_counter() - started}
+    log(f"summary: {finished} finished, {summary['failed']} failed, {skipped} skipped (already finished); "
+        f"wall-clock {summary['wall_clock_s'] / 60:.1f} min; records under {results / experiment.profile}")
+    for name, why in failed.items():
+        log(f"  {name}: {why}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sweep", description="Run an experiment grid (method x dataset x seed) on Ray Tune.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python -m bench.sweep experiments/cpu.yaml --data-dir ../shared/data\n"
+               "  python -m bench.sweep experiments/paper.yaml --datasets yahoo --seeds 0,1,2\n"
+               "  python -m bench.sweep experiments/smoke.yaml --address auto   # an existing Ray cluster\n")
+    parser.add_argument("experiment", type=Path, help="experiment YAML (see experiments/)")
+    parser.add_argument("--datasets", metavar="A,B", help="only these of the experiment's datasets")
+    parser.add_argument("--seeds", metavar="0,1", help="seeds instead of the experiment's")
+    parser.add_argument("--data-dir", metavar="DIR", help="data directory (default: $BENCH_DATA_DIR)")
+    parser.add_argument("--results", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR",
+                        help="results folder (default: results/)")
+    parser.add_argument("--address", metavar="auto|HOST:PORT", help="attach to a running Ray cluster "
+                        "(default: $RAY_ADDRESS, else a local Ray started for this sweep)")
+    parser.add_argument("--storage", metavar="PATH_OR_URI", help="Ray Tune storage (default: RESULTS/.tune)")
+    parser.add_argument("--device", default="auto", metavar="DEV", help="device for GPU trials: cuda or auto")
+    parser.add_argument("--verbose", action="store_true", help="show Ray's own logs and status tables")
+    args = parser.parse_args(argv)
+    experiment = load_experiment(args.experiment)
+    datasets = tuple(args.datasets.split(",")) if args.datasets else None
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+    except ValueError:
+        raise BenchError(f"--seeds expects integers separated by commas, got '{args.seeds}'") from None
+    data_dir = args.data_dir or os.environ.get("BENCH_DATA_DIR")
+    for trial in expand(experiment, datasets, seeds)[:1]:  # validate configs and data before starting Ray
+        build_method(trial.method, trial_config(trial, experiment.profile).methods)
+    from bench.data import load_corpus  # a missing dataset is reported now, not by every trial
+    for dataset in datasets or experiment.datasets:
+        if dataset != "synthetic":
+            load_corpus(dataset, trial_config(expand(experiment)[0], experiment.profile).data, data_dir)
+    summary = sweep(experiment, args.results, data_dir and str(Path(data_dir).resolve()), args.address,
+                    args.storage, args.device, datasets, seeds, args.verbose,
+                    log=lambda message: print(message, flush=True))
+    return 1 if summary["failed"] else 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,93 @@
+"""Comparison tables from hand-made records: aggregation, published rows, formats, errors."""
+
+import json
+import re
+import math
+import shutil
+import subprocess
+
+import pytest
+
+from bench import compare
+from bench.errors import BenchError
+
+
+def write_record(results, label, dataset, seed, nll, kl, hours, profile="cpu", status="finished", gpu=None):
+    folder = results / profile / dataset / label / f"seed{seed}-{abs(hash((label, seed))) % 10**6:06d}"
+    folder.mkdir(parents=True)
+    record = {"label": label, "method": label, "dataset": dataset, "profile": profile, "seed": seed,
+              "status": status, "environment": {"hardware": {"gpu": gpu, "torch_threads": 1}},
+              "metrics": {"test": {"nll": nll, "kl": kl, "mi": kl / 2, "au": int(kl), "ppl": math.exp(nll / 50),
+                                   "iw_samples": 100}},
+              "timing": {"train_hours": hours}}
+    (folder / "record.json").write_text(json.dumps(record))
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = tmp_path / "results"
+    write_record(root, "vae", "yahoo", 0, 330.0, 0.0, 1.0)
+    write_record(root, "vae", "yahoo", 1, 332.0, 0.2, 3.0)
+    write_record(root, "pooling", "yahoo", 0, 325.0, 8.0, 2.0)
+    write_record(root, "pooling", "yahoo", 1, 327.0, 10.0, 2.0)
+    write_record(root, "pooling", "yahoo", 2, 326.0, 12.0, 2.0)
+    write_record(root, "aggressive", "yahoo", 0, 999.0, 5.0, 9.0, status="failed")  # never counted
+    return root
+
+
+def test_aggregation_mean_std_n_and_time_ratio(results):
+    table = compare.aggregate(compare.load_records(results, ["yahoo"], None)).set_index("label")
+    assert table.loc["vae", "nll_mean"] == 331.0 and table.loc["vae", "nll_std"] == pytest.approx(math.sqrt(2))
+    assert table.loc["pooling", "kl_mean"] == 10.0 and table.loc["pooling", "kl_std"] == pytest.approx(2.0)
+    assert table.loc["pooling", "n"] == 3 and "aggressive" not in table.index
+    assert table.loc["pooling", "time_ratio"] == pytest.approx(1.0)  # 2 h against the VAE's mean of 2 h
+    assert table.loc["vae", "time_ratio"] == 1.0
+
+
+def test_published_rows_and_differences_are_labelled(results, capsys):
+    compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "md"])
+    out = re.sub(r" +", " ", capsys.readouterr().out)
+    assert "| pooling | measured | 3 | **326.00 ± 1.00** | 10.00 ± 2.00 |" in out  # best NLL emphasised
+    assert "| vae | published he2019_submission | | 328.8 | 0.0 | 0.0 |" in out
+    assert "| vae | ours − published | | 2.20 | 0.10 | 0.05 |" in out  # 331.0 - 328.8, 0.1 - 0.0, ...
+    assert "REDUCED 'cpu' profile, not comparable to published numbers" in out
+
+
+def test_latex_is_booktabs_and_balanced(results, tmp_path):
+    compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "latex", "--out", str(tmp_path / "t")])
+    tex = (tmp_path / "t" / "comparison.tex").read_text()
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"\midrule" in tex
+    assert r"\textbf{326.00 $\pm$ 1.00}" in tex
+    columns = tex.split(r"\begin{tabular}{")[1].split("}")[0]
+    for line in tex.splitlines():
+        if line.endswith(r"\\"):
+            assert line.count("&") == len(columns) - 1, line  # every row fills every column
+    assert "_" not in tex.replace(r"\_", "")  # underscores escaped
+    if shutil.which("pdflatex"):
+        document = tmp_path / "doc.tex"
+        document.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + tex +
+                            "\\end{document}\n")
+        build = subprocess.run(["pdflatex", "-interaction=nonstopmode", document.name], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=120)
+        assert build.returncode == 0, build.stdout[-2000:]
+
+
+def test_csv_has_measured_and_published_rows(results, tmp_path):
+    compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "csv", "--out", str(tmp_path)])
+    text = (tmp_path / "comparison.csv").read_text()
+    assert text.count(",measured,") == 2 and ",published," in text
+
+
+def test_bad_input_is_one_clear_line(results, tmp_path):
+    with pytest.raises(BenchError, match="no finished records for yelp.*--published-only"):
+        compare.main(["--datasets", "yelp", "--results", str(results)])
+    compare.main(["--datasets", "yelp", "--results", str(results), "--published-only"])
+    with pytest.raises(BenchError, match="no finished records for method 'poolin'"):
+        compare.main(["--datasets", "yahoo", "--results", str(results), "--methods", "poolin"])
+    with pytest.raises(BenchError, match="unknown format 'pdf'"):
+        compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "pdf"])
+    write_record(results, "vae", "yahoo", 0, 300.0, 1.0, 1.0, profile="paper")
+    with pytest.raises(BenchError, match="several profiles \\(cpu, paper\\).*--profile"):
+        compare.main(["--datasets", "yahoo", "--results", str(results)])
+    compare.main(["--datasets", "yahoo", "--results", str(results), "--profile", "paper"])

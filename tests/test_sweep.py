@@ -1,0 +1,84 @@
+"""Sweeps on Ray Tune: every run recorded exactly once, even across a kill and restart."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import records
+from bench.errors import BenchError
+from bench.sweep import expand, load_experiment, record_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_experiment(tmp_path, runs, epochs=2, extra=""):
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"profile: smoke\ndatasets: [synthetic]\nseeds: [0, 1]\nresources: {{cpu: 1}}\n"
+                    f"settings: {{train: {{max_epochs: {epochs}}}}}\nruns: {runs}\n{extra}")
+    return path
+
+
+def sweep_command(experiment, results):
+    return [sys.executable, "-m", "bench.sweep", str(experiment), "--results", str(results)]
+
+
+def test_experiment_validation(tmp_path):
+    with pytest.raises(BenchError, match="unknown key 'method'"):
+        load_experiment(write_experiment(tmp_path, "[vae]", extra="method: vae"))
+    with pytest.raises(BenchError, match="labels must be unique"):
+        load_experiment(write_experiment(tmp_path, "[vae, vae]"))
+    experiment = load_experiment(write_experiment(tmp_path, "[vae, {label: b2, method: beta_vae, "
+                                                            "settings: {beta_vae: {beta: 0.2}}}]"))
+    trials = expand(experiment)
+    assert [t.name for t in trials] == ["vae/synthetic/seed0", "vae/synthetic/seed1",
+                                        "b2/synthetic/seed0", "b2/synthetic/seed1"]
+    assert trials[2].settings == {"train": {"max_epochs": 2}, "beta_vae": {"beta": 0.2}}
+
+
+def test_gpu_request_without_gpu_fails_fast(tmp_path):
+    experiment = write_experiment(tmp_path, "[vae]").read_text().replace("{cpu: 1}", "{cpu: 1, gpu: 0.5}")
+    (tmp_path / "gpu.yaml").write_text(experiment)
+    started = time.time()
+    result = subprocess.run(sweep_command(tmp_path / "gpu.yaml", tmp_path / "res"), capture_output=True,
+                            text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 2 and "asks for 0.5 GPU per trial but this machine has none" in result.stderr
+    assert time.time() - started < 60
+
+
+def test_sweep_killed_midway_then_rerun_records_every_run_once(tmp_path):
+    experiment = write_experiment(tmp_path, "[vae, lm, {label: nan, method: vae, settings: {train: {lr: 1.0e+30}}}]",
+                                  epochs=3)
+    results = tmp_path / "results"
+    first = subprocess.Popen(sweep_command(experiment, results), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, cwd=ROOT, start_new_session=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not any(
+            records.load_record(p).get("status") == "finished" for p in results.rglob(records.RECORD_NAME)):
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)  # the whole sweep, Ray included, at an arbitrary moment
+    first.wait()
+    finished_before = {p: p.stat().st_mtime for p in results.rglob(records.RECORD_NAME)
+                       if records.load_record(p).get("status") == "finished"}
+    assert finished_before
+    second = subprocess.run(sweep_command(experiment, results), capture_output=True, text=True, timeout=300,
+                            cwd=ROOT)
+    assert second.returncode == 1, second.stdout + second.stderr  # the diverging runs fail
+    assert "FAILED nan/synthetic/seed0" in second.stdout and "lower train.lr" in second.stdout
+    loaded = load_experiment(experiment)
+    for trial in expand(loaded):
+        path = record_path(trial, "smoke", results)
+        record = records.load_record(path)
+        assert record["status"] == ("failed" if trial.label == "nan" else "finished"), trial.name
+        assert record["label"] == trial.label
+        assert len(list(path.parent.parent.glob(f"seed{trial.seed}-*"))) == 1  # exactly one record per run
+    for path, mtime in finished_before.items():
+        assert path.stat().st_mtime == mtime  # finished records are never rewritten
+    assert f"{len(finished_before)} already finished" in second.stdout
+    third = subprocess.run(sweep_command(experiment, results), capture_output=True, text=True, timeout=300,
+                           cwd=ROOT)
+    assert "4 already finished, 2 to run" in third.stdout

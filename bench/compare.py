@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR")
     parser.add_argument("--profile", metavar="NAME", help="which profile's records (needed when several exist)")
     parser.add_argument("--format", default="table", metavar="F,G", help=f"any of {', '.join(FORMATS)}")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="write comparison.{md,csv,tex} here too")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="write comparison.{txt,md,csv,tex} here; the terminal then shows only the table format")
     parser.add_argument("--published-only", action="store_true", help="show published rows even with no records")
     parser.add_argument("--include-unverified", action="store_true",
                         help="also show published numbers marked unverified (flagged as such)")
@@ -231,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             parts.append(render(dataset, headers, rows, style, caption_for(dataset, measured, profile)))
         outputs[style] = "\n".join(parts)
     for style, text in outputs.items():
-        print(text)
+        if not args.out or style == "table":  # with --out, files hold the rest
+            print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         suffix = {"table": "txt", "md": "md", "csv": "csv", "latex": "tex"}

@@ -130,26 +130,59 @@ def is_finished(path: Path) -> bool:
 
 
 def run_trial(params: dict, profile: str, results: str, data_dir: str | None, device: str) -> None:
-    """Ray Tune trainable: one bench.train run; reports each epoch and the outcome."""
+    """Ray Tune trainable: one bench.train run; reports each epoch and the outcome.
+
+    The final report carries the whole record, so the driver can write it into its own
+    results folder even when this trial ran on another node with its own disk.
+    """
+    import json
+    import platform
+
+    import ray
     from ray import tune
 
+    from bench.train import run
+
     trial = Trial(**params["trial"])
+    node = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": platform.node()}
 
     def report(trainer) -> None:
         row = trainer.curves[-1]
         tune.report({"status": "running", "epoch": row["epoch"], "valid_elbo_nll": row["valid_elbo_nll"],
                      "valid_kl": row["valid_kl"], "valid_mi": row["valid_mi"], "valid_au": row["valid_au"]})
 
-    from bench.train import run
+    config = trial_config(trial, profile)
     try:
-        record = run(trial_config(trial, profile), Path(results), data_dir, device, progress=False,
-                     log=lambda message: None, label=trial.label, on_epoch=report)
-    except Exception as err:  # recorded by run(); report it so the summary can say why
-        tune.report({"status": "failed", "error": str(err).splitlines()[0][:300]})
+        if data_dir and trial.dataset != "synthetic" and not os.access(Path(data_dir) / trial.dataset, os.R_OK):
+            raise BenchError(f"node {node['hostname']} ({node['node_id'][:8]}) cannot read {Path(data_dir) / trial.dataset}; "
+                             "mount the data directory on every node at the same path (README: cluster)")
+        record = run(config, Path(results), data_dir, device, progress=False, log=lambda message: None,
+                     label=trial.label, on_epoch=report, extra={"ray_node": node})
+    except Exception as err:  # run() wrote a failed record; pass it and the reason on
+        path = record_path(trial, profile, Path(results))
+        record = records.load_record(path) if path.is_file() else None
+        tune.report({"status": "failed", "error": str(err).splitlines()[0][:300],
+                     "record_json": json.dumps(record, default=str) if record else ""})
         return
     test = record["metrics"]["test"]
     tune.report({"status": "finished", "nll": test["nll"], "kl": test["kl"], "mi": test["mi"], "au": test["au"],
-                 "train_hours": record["timing"]["train_hours"]})
+                 "train_hours": record["timing"]["train_hours"], "record_json": json.dumps(record, default=str)})
+
+
+def store_record(result: dict, trial: Trial, profile: str, results: Path) -> None:
+    """Write a trial's record into the driver's results folder, unless it is already there."""
+    import json
+    if not result.get("record_json"):
+        return
+    record = json.loads(result["record_json"])
+    path = record_path(trial, profile, results)
+    if path.is_file():
+        try:
+            if records.load_record(path).get("finished_at") == record.get("finished_at"):
+                return  # written by the trial itself (same machine or shared storage)
+        except (OSError, ValueError):
+            pass
+    records.write_json_atomic(path, record)
 
 
 def check_gpus(resources: Resources, attached: bool) -> None:
@@ -167,8 +200,8 @@ def check_gpus(resources: Resources, attached: bool) -> None:
 class ProgressPrinter:
     """A line per trial event on the driver, instead of Ray's status tables."""
 
-    def __init__(self, log):
-        self.log, self.outcomes = log, {}
+    def __init__(self, log, profile: str, results: Path):
+        self.log, self.outcomes, self.profile, self.results = log, {}, profile, results
 
     def callback(self):
         from ray.tune import Callback
@@ -176,8 +209,11 @@ class ProgressPrinter:
 
         class _Callback(Callback):
             def on_trial_result(self, iteration, trials, trial, result, **info):
-                name = Trial(**trial.config["trial"]).name
+                spec = Trial(**trial.config["trial"])
+                name = spec.name
                 status = result.get("status")
+                if status in ("finished", "failed"):
+                    store_record(result, spec, printer.profile, printer.results)
                 if status == "running":
                     printer.log(f"  {name}: epoch {result['epoch']}  valid ELBO {result['valid_elbo_nll']:.2f}  "
                                 f"KL {result['valid_kl']:.2f}  MI {result['valid_mi']:.2f}  AU {result['valid_au']}")
@@ -195,6 +231,22 @@ class ProgressPrinter:
                 printer.log(f"FAILED {name}: the trial process crashed")
 
         return _Callback()
+
+
+def storage_layout(results: Path, storage: str | None) -> tuple[Path, str]:
+    """Where trials write records and checkpoints, and where Ray Tune keeps its state.
+
+    A storage *path* (a shared filesystem every node mounts) holds both, so a run resumes
+    on whichever node picks it up; a storage *URI* (e.g. s3://...) holds Ray Tune's state
+    only, and trials keep checkpoints on their node's disk. Either way the final records
+    come back to ``results`` on the driver.
+    """
+    if storage is None:
+        return results, str(results / ".tune")
+    if "://" in storage:
+        return results, storage
+    shared = Path(storage).expanduser().resolve()
+    return shared / "records", str(shared / "tune")
 
 
 def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, address: str | None = None,
@@ -222,19 +274,18 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
                  **({} if attached else {"num_cpus": os.cpu_count()}))
         try:
             check_gpus(experiment.resources, attached)
-            printer = ProgressPrinter(log)
+            printer = ProgressPrinter(log, experiment.profile, results)
+            trial_results, tune_storage = storage_layout(results, storage)
             trainable = tune.with_resources(
-                tune.with_parameters(run_trial, profile=experiment.profile, results=str(results),
+                tune.with_parameters(run_trial, profile=experiment.profile, results=str(trial_results),
                                      data_dir=data_dir, device=device if experiment.resources.gpu else "cpu"),
                 {"cpu": experiment.resources.cpu, "gpu": experiment.resources.gpu})
-            storage_path = storage or str(results / ".tune")
             tuner = tune.Tuner(
                 trainable,
                 param_space={"trial": tune.grid_search([t.__dict__ for t in pending])},
                 tune_config=tune.TuneConfig(reuse_actors=True),
                 run_config=tune.RunConfig(name=f"sweep-{experiment.profile}-{int(time.time())}",
-                                          storage_path=os.path.abspath(storage_path) if "://" not in storage_path
-                                          else storage_path, verbose=2 if verbose else 0,
+                                          storage_path=tune_storage, verbose=2 if verbose else 0,
                                           callbacks=[printer.callback()]))
             tuner.fit()
             outcomes = printer.outcomes
@@ -266,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="results folder (default: results/)")
     parser.add_argument("--address", metavar="auto|HOST:PORT", help="attach to a running Ray cluster "
                         "(default: $RAY_ADDRESS, else a local Ray started for this sweep)")
-    parser.add_argument("--storage", metavar="PATH_OR_URI", help="Ray Tune storage (default: RESULTS/.tune)")
+    parser.add_argument("--storage", metavar="PATH_OR_URI",
+                        help="storage every node can reach: a shared path for checkpoints, records and Tune state, "
+                             "or a URI for Tune state (default: RESULTS/.tune, for one machine)")
     parser.add_argument("--device", default="auto", metavar="DEV", help="device for GPU trials: cuda or auto")
     parser.add_argument("--verbose", action="store_true", help="show Ray's own logs and status tables")
     args = parser.parse_args(argv)

@@ -149,7 +149,7 @@ class Trainer:
         return result
 
     # -- epochs and schedule --------------------------------------------------------------
-    def train_epoch(self, progress: bool) -> dict[str, float]:
+    def train_epoch(self, progress: bool, on_step: Callable[["Trainer"], None] | None = None) -> dict[str, float]:
         self.model.train()
         totals = {"loss": 0.0, "rec": 0.0, "kl": 0.0, "sentences": 0, "words": 0}
         started = time.perf_counter()
@@ -161,6 +161,8 @@ class Trainer:
         for batch in batches:
             stats = self.method.train_step(self, batch.to(self.device))
             self.step += 1
+            if on_step is not None:
+                on_step(self)
             for key in totals:
                 totals[key] += stats[key]
             if progress:
@@ -191,11 +193,15 @@ class Trainer:
                      "best checkpoint restored")
         return self.decays >= train.max_decays
 
-    def fit(self, progress: bool = False, on_epoch: Callable[["Trainer"], None] | None = None) -> str:
-        """Train until a stopping rule fires; returns why it stopped."""
+    def fit(self, progress: bool = False, on_epoch: Callable[["Trainer"], None] | None = None,
+            on_step: Callable[["Trainer"], None] | None = None) -> str:
+        """Train until a stopping rule fires; returns why it stopped.
+
+        ``on_epoch`` runs after each epoch's validation, ``on_step`` after each update.
+        """
         train = self.config.train
         while self.epoch < train.max_epochs:
-            row = self.train_epoch(progress)
+            row = self.train_epoch(progress, on_step)
             self.epoch += 1
             valid = self.validate()
             row.update({"epoch": self.epoch, "lr": self.lr, "kl_weight": self.kl_weight,
@@ -239,14 +245,15 @@ class Trainer:
 def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: str | None = None,
         device: str | None = None, progress: bool | None = None, log: Callable[[str], None] = print,
         resume: bool = True, label: str | None = None,
-        on_epoch: Callable[[Trainer], None] | None = None) -> dict[str, Any]:
+        on_epoch: Callable[[Trainer], None] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train and evaluate one run and write its record; returns the record.
 
     A finished record is reused, never recomputed; an interrupted run resumes from its last
     epoch checkpoint. A run that raises (a diverging loss, out of memory) writes a record
     with status ``failed`` and its reason, then re-raises; running it again retries it.
     ``label`` names the run in tables (default: the method); ``on_epoch`` is called after
-    each epoch's checkpoint (the sweep reports progress with it).
+    each epoch's checkpoint (the sweep reports progress with it); ``extra`` is stored in the
+    record as it is (the sweep puts the Ray node there).
     """
     method = build_method(config.method, config.methods, f"profile {config.profile}")
     settings = method_settings(method)
@@ -277,7 +284,7 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
         "dataset": config.dataset, "profile": config.profile,
         "seed": config.seed, "started_at": started_at, "config": config.to_dict(), "method_settings": settings,
         "data": corpus.summary(), "parameters": sum(p.numel() for p in trainer.model.parameters()),
-        "code": records.code_version(), "environment": records.environment(torch_device),
+        "code": records.code_version(), "environment": records.environment(torch_device), **(extra or {}),
     }
     def end_of_epoch(t: Trainer) -> None:
         records.save_checkpoint_atomic(checkpoint, t.state_dict())

@@ -163,3 +163,24 @@ def test_feature_dispersion_known_values():
     assert feature_dispersion(orthogonal) == {"variance": pytest.approx(0.5), "cosine_distance": pytest.approx(1.0)}
     opposite = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])  # cosine -1: distance 2; variance 2 per dim
     assert feature_dispersion(opposite) == {"variance": pytest.approx(2.0), "cosine_distance": pytest.approx(2.0)}
+
+
+class OneDimLinearGaussian:
+    """p(z) = N(0, 1), p(x|z) = N(w z + b, s^2 I): E[z|x] = w.(x - b) / (s^2 + |w|^2) in closed form."""
+
+    def __init__(self):
+        self.w = torch.tensor([1.5, -0.5])
+        self.b = torch.tensor([0.2, 0.1])
+        self.s2 = 0.5
+
+    def log_px_given_z(self, x, z):
+        mean = z * self.w + self.b  # [B, G, 2]
+        return torch.distributions.Normal(mean, self.s2 ** 0.5).log_prob(x.unsqueeze(1)).sum(-1)
+
+
+def test_true_posterior_mean_by_quadrature_matches_closed_form():
+    from bench.diagnose import true_posterior_mean
+    model = OneDimLinearGaussian()
+    x = torch.tensor([[0.0, 0.0], [2.0, -1.0], [-3.0, 0.5], [5.0, -2.0]])
+    closed = ((x - model.b) @ model.w) / (model.s2 + model.w.pow(2).sum())
+    torch.testing.assert_close(true_posterior_mean(model, x), closed, atol=1e-4, rtol=0)

@@ -1,0 +1,257 @@
+"""Figures and a report answering the paper's four questions from the run records.
+
+``python -m bench.report [--results DIR] [--profile NAME]`` writes ``results/REPORT.md``
+and the figures it shows (PNG and PDF, under ``results/figures/``): curves of KL, MI, AU and
+validation loss against epoch and wall-clock time per method (mean over seeds, band =
+min..max), training time relative to the standard VAE (RQ3), and the encoder feature
+dispersion analysis (RQ1). Each question gets a paragraph generated from the measured
+numbers that says plainly whether they agree with the paper's claim. Nothing here is
+typed in by hand: rerun it after new runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from bench import compare, records
+from bench.errors import BenchError, run_cli
+
+CURVE_METRICS = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"),
+                 ("valid_elbo_nll", "validation -ELBO (nats)"))
+POOLING, BASELINE, PREVIOUS_BEST = "pooling", "vae", ("aggressive+kl_anneal", "aggressive")
+COLLAPSED_KL = 0.5  # nats: below this (and with no active unit) a run counts as collapsed
+
+
+def load_runs(results: Path, profile: str | None) -> tuple[pd.DataFrame, list[dict]]:
+    """Finished records of one profile as (summary frame, records)."""
+    found = []
+    for path in sorted(Path(results).glob(f"*/*/**/{records.RECORD_NAME}")):
+        try:
+            record = records.load_record(path)
+        except (OSError, ValueError):
+            continue
+        if record.get("status") == "finished" and (profile is None or record["profile"] == profile):
+            found.append(record)
+    if not found:
+        raise BenchError(f"no finished records under {results}" + (f" for profile '{profile}'" if profile else "")
+                         + "; run ./run_all.sh or python -m bench.sweep first")
+    profiles = sorted({r["profile"] for r in found})
+    if len(profiles) > 1:
+        raise BenchError(f"records from several profiles ({', '.join(profiles)}); pick one with --profile")
+    rows = []
+    for r in found:
+        test, valid = r["metrics"]["test"], r["curves"][-1]
+        rows.append({"label": r["label"], "dataset": r["dataset"], "seed": r["seed"], "profile": r["profile"],
+                     "nll": test["nll"], "kl": test["kl"], "mi": test["mi"], "au": test["au"],
+                     "train_hours": r["timing"]["train_hours"], "hardware": records.hardware_label(r),
+                     "feature_variance": test.get("feature_variance"),
+                     "feature_cosine_distance": test.get("feature_cosine_distance"),
+                     "mu_variance": test.get("mu_variance"), "final_valid_kl": valid.get("valid_kl")})
+    return pd.DataFrame(rows), found
+
+
+def curve_frame(found: list[dict]) -> pd.DataFrame:
+    rows = [{"label": r["label"], "dataset": r["dataset"], "seed": r["seed"], **row}
+            for r in found for row in r["curves"]]
+    return pd.DataFrame(rows)
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save(figure, stem: Path) -> str:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in (".png", ".pdf"):
+        figure.savefig(stem.with_suffix(suffix), dpi=130, bbox_inches="tight")
+    _pyplot().close(figure)
+    return stem.with_suffix(".png").name
+
+
+def plot_curves(curves: pd.DataFrame, dataset: str, out: Path) -> list[str]:
+    """KL, MI, AU and validation loss against epoch and against seconds, a line per method."""
+    plt = _pyplot()
+    names = []
+    data = curves[curves["dataset"] == dataset]
+    for x_column, x_label, suffix in (("epoch", "epoch", "epoch"), ("elapsed_seconds", "wall-clock seconds", "time")):
+        figure, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(4.2 * len(CURVE_METRICS), 3.4))
+        for axis, (metric, title) in zip(axes, CURVE_METRICS):
+            for index, (label, group) in enumerate(data.groupby("label", sort=True)):
+                by_epoch = group.groupby("epoch")
+                x = by_epoch[x_column].mean()
+                axis.plot(x, by_epoch[metric].mean(), label=label, color=f"C{index % 10}",
+                          linestyle="-" if index < 10 else "--")
+                if group["seed"].nunique() > 1:
+                    axis.fill_between(x, by_epoch[metric].min(), by_epoch[metric].max(), alpha=0.15,
+                                      color=f"C{index % 10}")
+            axis.set_xlabel(x_label)
+            axis.set_title(title)
+            axis.grid(alpha=0.3)
+        axes[-1].legend(fontsize=7, loc="best")
+        figure.suptitle(f"{dataset}: validation curves (mean over seeds; band = min..max)")
+        names.append(save(figure, out / f"curves_{dataset}_{suffix}"))
+    return names
+
+
+def plot_time(summary: pd.DataFrame, dataset: str, out: Path) -> str | None:
+    plt = _pyplot()
+    table = summary[summary["dataset"] == dataset].groupby("label")["train_hours"].mean()
+    if BASELINE not in table or table[BASELINE] <= 0:
+        return None
+    ratio = (table / table[BASELINE]).sort_values()
+    figure, axis = plt.subplots(figsize=(6, 0.35 * len(ratio) + 1.2))
+    axis.barh(ratio.index, ratio.values, color=["C3" if l == BASELINE else "C0" for l in ratio.index])
+    axis.axvline(1.0, color="0.3", linewidth=0.8)
+    for y, value in enumerate(ratio.values):
+        axis.text(value, y, f" {value:.2f}x", va="center", fontsize=8)
+    axis.set_xlabel("training time relative to the standard VAE (same hardware)")
+    axis.set_title(f"{dataset}: training time (RQ3)")
+    return save(figure, out / f"time_{dataset}")
+
+
+def plot_dispersion(summary: pd.DataFrame, curves: pd.DataFrame, out: Path) -> str | None:
+    """RQ1: encoder feature dispersion against KL / MI / AU, and over training."""
+    data = summary.dropna(subset=["feature_cosine_distance"])
+    if data.empty:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    for axis, (metric, title) in zip(axes[:3], (("kl", "test KL"), ("mi", "test MI"), ("au", "test AU"))):
+        for index, (label, group) in enumerate(data.groupby("label")):
+            axis.scatter(group["feature_cosine_distance"], group[metric], label=label, color=f"C{index % 10}",
+                         marker="o" if index < 10 else "s", s=22)
+        axis.set_xlabel("h(x) mean pairwise cosine distance")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=6)
+    axis = axes[3]
+    for index, label in enumerate(l for l in sorted(curves["label"].unique()) if l in (BASELINE, POOLING)
+                                  or l.startswith(POOLING)):
+        group = curves[curves["label"] == label].groupby("epoch")["valid_feature_cosine_distance"].mean()
+        axis.plot(group.index, group.values, label=label, color=f"C{index}")
+    axis.set_xlabel("epoch")
+    axis.set_title("h(x) dispersion over training")
+    axis.legend(fontsize=7)
+    axis.grid(alpha=0.3)
+    figure.suptitle("RQ1: encoder feature dispersion (validation sentences) and collapse")
+    return save(figure, out / "dispersion")
+
+
+def mean_of(summary: pd.DataFrame, dataset: str, label: str, column: str) -> float:
+    values = summary[(summary["dataset"] == dataset) & (summary["label"] == label)][column]
+    return float(values.mean()) if len(values) else math.nan
+
+
+def collapsed(kl: float, au: float) -> bool:
+    return kl < COLLAPSED_KL and au < 1
+
+
+def answers(summary: pd.DataFrame, profile: str) -> list[str]:
+    """One paragraph per research question, from the numbers."""
+    scale = "at paper scale" if profile == "paper" else f"on the reduced '{profile}' profile, not at paper scale"
+    text = []
+    # RQ1
+    data = summary.dropna(subset=["feature_cosine_distance"])
+    if len(data) >= 5:  # a rank correlation over fewer runs says nothing
+        # Spearman = Pearson correlation of ranks (no SciPy needed)
+        ranks = data[["feature_cosine_distance", "kl", "mi", "au"]].rank()
+        correlations = {m: ranks["feature_cosine_distance"].corr(ranks[m]) for m in ("kl", "mi", "au")}
+        shown = ", ".join(f"{m.upper()} {v:+.2f}" if not math.isnan(v) else f"{m.upper()} undefined (constant)"
+                          for m, v in correlations.items())
+        agree = all(not math.isnan(v) and v > 0.3 for v in correlations.values())
+        text.append(f"**RQ1 (dispersion and collapse).** Over {len(data)} runs {scale}, the Spearman correlation between "
+                    f"the encoder features' mean pairwise cosine distance and the test metrics is {shown}. "
+                    + ("This agrees with the claim that low feature dispersion goes with collapse."
+                       if agree else "This does not show the positive association the paper describes."))
+    else:
+        text.append("**RQ1.** Too few runs with dispersion measurements to say anything.")
+    for dataset in sorted(summary["dataset"].unique()):
+        get = lambda label, column: mean_of(summary, dataset, label, column)  # noqa: E731
+        vae_kl, vae_au, pool_kl, pool_au = get(BASELINE, "kl"), get(BASELINE, "au"), get(POOLING, "kl"), get(POOLING, "au")
+        if not math.isnan(vae_kl) and not math.isnan(pool_kl):
+            verdict = ("pooling prevented collapse where the VAE collapsed" if collapsed(vae_kl, vae_au)
+                       and not collapsed(pool_kl, pool_au) else
+                       "both collapsed: pooling did not prevent collapse here" if collapsed(pool_kl, pool_au)
+                       and collapsed(vae_kl, vae_au) else "neither collapsed" if not collapsed(vae_kl, vae_au)
+                       and not collapsed(pool_kl, pool_au) else "the VAE kept its latent but pooling collapsed")
+            text.append(f"**RQ2 ({dataset}).** VAE: KL {vae_kl:.2f}, MI {get(BASELINE, 'mi'):.2f}, AU {vae_au:.1f}; "
+                        f"max pooling: KL {pool_kl:.2f}, MI {get(POOLING, 'mi'):.2f}, AU {pool_au:.1f}: {verdict}, "
+                        f"{scale}. The paper claims pooling prevents collapse.")
+        best = next((l for l in PREVIOUS_BEST if not math.isnan(get(l, "nll"))), None)
+        if best and not math.isnan(get(POOLING, "nll")):
+            ratio = get(POOLING, "train_hours") / get(best, "train_hours")
+            difference = get(POOLING, "nll") - get(best, "nll")
+            text.append(f"**RQ3 ({dataset}).** Test NLL pooling {get(POOLING, 'nll'):.2f} vs {best} {get(best, 'nll'):.2f} "
+                        f"(difference {difference:+.2f} nats); training time pooling / {best} = {ratio:.2f}. "
+                        + ("As the paper claims, pooling matches the previous best" if difference <= 0.5 else
+                           "Unlike the paper's claim, pooling is worse than the previous best")
+                        + (" and is faster." if ratio < 1 else " but is not faster here."))
+        if not math.isnan(get(POOLING, "nll")) and not math.isnan(get(BASELINE, "nll")):
+            gain = get(BASELINE, "nll") - get(POOLING, "nll")
+            lm = get("lm", "nll")
+            text.append(f"**RQ4 ({dataset}).** Pooling changes the test NLL by {-gain:+.2f} nats against the standard "
+                        f"VAE" + (f" (LSTM LM: {lm:.2f})" if not math.isnan(lm) else "") + ". "
+                        + ("Better log-likelihood from the simple change, as claimed." if gain > 0.1 else
+                           "No log-likelihood gain from the simple change here."))
+    return text
+
+
+def write_report(results: Path, profile: str | None, out: Path | None = None) -> Path:
+    summary, found = load_runs(results, profile)
+    profile = summary["profile"].iloc[0]
+    out = out or Path(results)
+    figures = out / "figures"
+    curves = curve_frame(found)
+    hardware = ", ".join(sorted(summary["hardware"].unique()))
+    env = found[0]["environment"]
+    lines = [f"# collapse-bench report ({profile} profile)", "",
+             f"Generated by `python -m bench.report` from {len(found)} finished run records. Hardware: {hardware} "
+             f"({env['hardware']['processor']}, {env['hardware']['cpu_count_logical']} logical CPUs, "
+             f"{env['hardware']['memory_gb']} GB); torch {env['packages']['torch']}.", ""]
+    if profile != "paper":
+        lines += [f"**Reduced profile '{profile}'**: smaller model, less data and training than the papers. "
+                  "These numbers are not comparable with the published ones shown beside them.", ""]
+    lines += ["## Answers to the research questions", "", *[f"{p}\n" for p in answers(summary, profile)]]
+    measured = compare.aggregate(compare.load_records(results, sorted(summary["dataset"].unique()), profile))
+    published = compare.load_published(sorted(summary["dataset"].unique()), include_unverified=False)
+    lines += ["## Tables", ""]
+    for dataset in sorted(summary["dataset"].unique()):
+        headers, rows = compare.dataset_rows(dataset, measured, published, lambda t: f"**{t}**")
+        lines.append(compare.render(dataset, headers, rows, "md", compare.caption_for(dataset, measured, profile)))
+    lines += ["## Figures", ""]
+    name = plot_dispersion(summary, curves, figures)
+    if name:
+        lines += ["### RQ1: encoder feature dispersion", "", f"![dispersion](figures/{name})", ""]
+    for dataset in sorted(summary["dataset"].unique()):
+        lines += [f"### {dataset}", ""]
+        lines += [f"![curves](figures/{n})" for n in plot_curves(curves, dataset, figures)]
+        time_figure = plot_time(summary, dataset, figures)
+        if time_figure:
+            lines += ["", f"![time](figures/{time_figure})"]
+        lines.append("")
+    if (figures / "lagging.png").is_file():
+        lines += ["### Lagging-encoder diagnostic (synthetic data)", "", "![lagging](figures/lagging.png)", "",
+                  "Made by `python -m bench.diagnose lagging`.", ""]
+    report = out / "REPORT.md"
+    report.write_text("\n".join(lines))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR")
+    parser.add_argument("--profile", metavar="NAME", help="which profile's records (needed when several exist)")
+    args = parser.parse_args(argv)
+    print(f"report: {write_report(args.results, args.profile)}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -113,18 +113,19 @@ def feature_dispersion(features: torch.Tensor) -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | None = None,
-             importance_weighted: bool = False, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Score a model on a split: ELBO terms, KL, MI, AU and (optionally) IW NLL and PPL.
+             iw_batches: Iterable[torch.Tensor] | None = None, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Score a model on a split: ELBO terms, KL, MI, AU, dispersion, and optionally IW NLL and PPL.
 
-    Returns per-sentence averages in nats. ``elbo_nll`` = reconstruction + KL (one z
-    sample), ``nll`` = -IW log-likelihood with ``iw_samples`` samples, ``ppl`` =
-    exp(total NLL / total predicted tokens, end token included). With
-    ``importance_weighted`` the IW bound covers the first ``iw_max_sentences`` sentences.
+    Returns per-sentence averages in nats over ``batches``: ``elbo_nll`` = reconstruction +
+    KL (one z sample). With ``iw_batches`` (the whole split, or a subset of it taken in file
+    order so that it is representative), also ``nll`` = -IW log-likelihood with
+    ``iw_samples`` samples and ``ppl`` = exp(total NLL / total predicted tokens, end token
+    included) over those sentences.
     """
     eval_config = eval_config or EvalConfig()
     was_training = model.training
     model.eval()
-    totals = dict(rec=0.0, kl=0.0, mi=0.0, sentences=0, words=0, iw_nll=0.0, iw_sentences=0, iw_words=0)
+    totals = dict(rec=0.0, kl=0.0, mi=0.0, sentences=0, words=0)
     means, features = [], []
     for x in batches:
         x = x.to(device)
@@ -138,15 +139,6 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
         means.append(out.mu.cpu())
         if hasattr(model, "encoder_features") and out.mu.size(1) > 0:
             features.append(model.encoder_features(x).cpu())
-        budget = eval_config.iw_max_sentences
-        if importance_weighted and (budget is None or totals["iw_sentences"] < budget):
-            if budget is not None:
-                x = x[: budget - totals["iw_sentences"]]
-            totals["iw_nll"] -= float(iw_log_likelihood(model, x, eval_config.iw_samples,
-                                                        max_elements=eval_config.iw_max_elements).sum())
-            totals["iw_sentences"] += x.size(0)
-            totals["iw_words"] += int((sentence_lengths(x) - 1).sum())
-    model.train(was_training)
     n = max(1, totals["sentences"])
     result = {"rec": totals["rec"] / n, "kl": totals["kl"] / n, "elbo_nll": (totals["rec"] + totals["kl"]) / n,
               "mi": totals["mi"] / n, "au": active_units(torch.cat(means)),
@@ -157,8 +149,15 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
         for name, values in (("feature", torch.cat(features)[subset]), ("mu", torch.cat(means)[subset])):
             for statistic, value in feature_dispersion(values).items():
                 result[f"{name}_{statistic}"] = value
-    if importance_weighted:
-        result.update(nll=totals["iw_nll"] / max(1, totals["iw_sentences"]),
-                      ppl=math.exp(totals["iw_nll"] / max(1, totals["iw_words"])),
-                      iw_sentences=totals["iw_sentences"], iw_samples=eval_config.iw_samples)
+    if iw_batches is not None:
+        nll, sentences, words = 0.0, 0, 0
+        for x in iw_batches:
+            x = x.to(device)
+            nll -= float(iw_log_likelihood(model, x, eval_config.iw_samples,
+                                           max_elements=eval_config.iw_max_elements).sum())
+            sentences += x.size(0)
+            words += int((sentence_lengths(x) - 1).sum())
+        result.update(nll=nll / max(1, sentences), ppl=math.exp(nll / max(1, words)), iw_sentences=sentences,
+                      iw_samples=eval_config.iw_samples)
+    model.train(was_training)
     return result

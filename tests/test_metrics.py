@@ -135,7 +135,7 @@ def test_log_px_given_z_ignores_padding_and_matches_token_by_token():
 def test_language_model_iw_nll_equals_exact_nll():
     model = tiny_model(latent_dim=0)
     batches = [pad_batch([[5, 6, 7], [8, 9, 4]]), pad_batch([[4, 4, 5, 6, 7, 8]])]
-    result = evaluate(model, batches, importance_weighted=True)
+    result = evaluate(model, batches, iw_batches=batches)
     with torch.no_grad():
         exact = -sum(float(model.log_px_given_z(x, torch.zeros(x.size(0), 1, 0)).sum()) for x in batches) / 3
     assert result["nll"] == pytest.approx(exact, rel=1e-5)

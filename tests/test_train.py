@@ -97,3 +97,16 @@ def test_cli_trains_and_prints_the_result(tmp_path):
     result = cli("--method", "pooling", "--profile", "smoke", "--out", str(tmp_path), "--quiet")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("pooling synthetic seed 0: NLL ")
+
+
+def test_iw_subset_is_the_first_test_sentences_in_file_order(smoke_config):
+    import torch
+    from bench.data import PAD_ID, load_corpus
+    from bench.method import build_method
+    from bench.train import Trainer
+    config = smoke_config("vae", eval={"iw_max_sentences": 5})
+    corpus = load_corpus(config.dataset, config.data)
+    trainer = Trainer(config, build_method("vae"), corpus, torch.device("cpu"), log=quiet)
+    scored = sorted(tuple(t for t in row.tolist() if t != PAD_ID)[1:-1] for b in trainer.iw_test_data for row in b)
+    assert scored == sorted(tuple(s) for s in corpus.splits["test"][:5])
+    assert trainer.test()["iw_sentences"] == 5

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                "  python -m bench.perf --profile cpu --json new.json --baseline old.json\n")
     parser.add_argument("--profile", default="cpu", metavar="NAME", help=f"{', '.join(available_profiles())}")
     parser.add_argument("--methods", default="vae", metavar="A,B", help="methods to time (default: vae)")
-    parser.add_argument("--steps", type=int, default=10, metavar="N", help="timed training steps (default 10)")
+    parser.add_argument("--steps", type=int, default=20, metavar="N", help="timed training steps (default 20)")
     parser.add_argument("--iw-sentences", type=int, default=None, metavar="N",
                         help="sentences in the IW timing (default: the profile's eval batch size)")
     parser.add_argument("--device", default="auto", metavar="DEV", help="cpu, cuda or auto")

@@ -44,7 +44,7 @@ def all_records(experiment, results):
 
 def test_trials_run_on_both_nodes_and_survive_a_dead_worker(tmp_path, two_node_cluster):
     cluster, worker = two_node_cluster
-    experiment = experiment_file(tmp_path, "[vae, lm, pooling]", epochs=3)
+    experiment = experiment_file(tmp_path, "[vae, lm]", epochs=3)
     results = tmp_path / "results"
     first = sweep(experiment, results, cluster.address)
     deadline = time.time() + 240
@@ -56,7 +56,7 @@ def test_trials_run_on_both_nodes_and_survive_a_dead_worker(tmp_path, two_node_c
     rerun_output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, output + rerun_output
     found = all_records(experiment, results)
-    assert len(found) == 6 and all(r["status"] == "finished" for r in found.values())
+    assert len(found) == 4 and all(r["status"] == "finished" for r in found.values())
     for name in found:  # exactly one record folder per run
         label, dataset, seed = name.split("/")
         assert len(list((results / "smoke" / dataset / label).glob(f"{seed}-*"))) == 1

@@ -29,18 +29,26 @@ GRID_POINTS = 241
 
 
 @torch.no_grad()
-def true_posterior_mean(model, x: torch.Tensor, limit: float = GRID_LIMIT, points: int = GRID_POINTS) -> torch.Tensor:
+def true_posterior_mean(model, x: torch.Tensor, limit: float = GRID_LIMIT, points: int = GRID_POINTS,
+                        max_elements: int = 50_000_000) -> torch.Tensor:
     """E_p[z|x] for a model with a one-dimensional latent, by quadrature on a uniform grid:
 
         E[z|x] = sum_g z_g p(x|z_g) N(z_g; 0, 1) / sum_g p(x|z_g) N(z_g; 0, 1)
 
-    (the grid spacing cancels). Works with any model exposing ``log_px_given_z``. Returns [B].
+    (the grid spacing cancels). Works with any model exposing ``log_px_given_z``; sentences
+    are scored in chunks so the decoder's logits stay below ``max_elements``. Returns [B].
     """
     grid = torch.linspace(-limit, limit, points, device=x.device, dtype=torch.float32)
-    z = grid.view(1, points, 1).expand(x.size(0), points, 1)
-    log_joint = model.log_px_given_z(x, z) - 0.5 * grid.pow(2)  # [B, G], up to a constant
-    weights = torch.softmax(log_joint.double(), dim=1)
-    return (weights * grid.double()).sum(dim=1).to(torch.float32)
+    per_sentence = points * x.size(1) * getattr(model, "vocab_size", 1)
+    chunk = max(1, max_elements // per_sentence)
+    means = []
+    for start in range(0, x.size(0), chunk):
+        part = x[start: start + chunk]
+        z = grid.view(1, points, 1).expand(part.size(0), points, 1)
+        log_joint = model.log_px_given_z(part, z) - 0.5 * grid.pow(2)  # [b, G], up to a constant
+        weights = torch.softmax(log_joint.double(), dim=1)
+        means.append((weights * grid.double()).sum(dim=1).to(torch.float32))
+    return torch.cat(means)
 
 
 @torch.no_grad()

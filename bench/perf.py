@@ -68,13 +68,65 @@ def time_iw(trainer: Trainer, sentences: int, samples: int) -> float:
     return sentences / (time.perf_counter() - started)
 
 
+def build_trainer(name: str, profile: str, overrides: dict, device: torch.device, steps: int) -> Trainer:
+    """A trainer for ``name`` on random sentences shaped like the profile's data."""
+    config = build_run_config(name, "random", profile, 0, overrides)
+    vocab = config.data.max_vocab or DEFAULT_VOCAB
+    length = config.data.max_length or DEFAULT_LENGTH
+    corpus = random_corpus(vocab, length, max(4, steps + 2) * config.data.batch_size)
+    return Trainer(config, build_method(name, config.methods), corpus, device, log=lambda m: None)
+
+
+def _packed_trial(name, profile, overrides, device, steps, threads, barrier, queue) -> None:
+    """One of N concurrent trials: warm up, wait for the others, time ``steps`` updates."""
+    torch.set_num_threads(threads)
+    trainer = build_trainer(name, profile, overrides, device, steps)
+    batches = [b.to(device) for b in trainer.train_data]
+    for batch in batches[:2]:
+        trainer.method.train_step(trainer, batch)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    barrier.wait()
+    tokens_per_s = time_training(trainer, steps, warmup=0)
+    if device.type == "cuda":
+        memory = torch.cuda.max_memory_allocated(device)
+    else:
+        import psutil
+        memory = psutil.Process().memory_info().rss
+    queue.put((tokens_per_s, memory))
+
+
+def measure_packing(name: str, profile: str, overrides: dict, device: torch.device, steps: int,
+                    counts: list[int]) -> list[list[str]]:
+    """Training throughput of N concurrent trials on one device (fractional-GPU packing)."""
+    import multiprocessing
+    import os
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for count in counts:
+        barrier, queue = context.Barrier(count), context.Queue()
+        threads = max(1, (os.cpu_count() or 1) // count)
+        workers = [context.Process(target=_packed_trial, args=(name, profile, overrides, device, steps, threads,
+                                                                barrier, queue)) for _ in range(count)]
+        for worker in workers:
+            worker.start()
+        results = [queue.get() for _ in workers]
+        for worker in workers:
+            worker.join()
+        total = sum(r[0] for r in results)
+        rows.append([str(count), f"{total:,.0f}", f"{total / count:,.0f}",
+                     f"{max(r[1] for r in results) / 2**30:.2f}"])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.perf", description=__doc__.split("\n\n")[0].replace("``", "`"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python -m bench.perf --profile cpu\n"
                "  python -m bench.perf --profile paper --device cuda --methods vae,pooling,aggressive\n"
-               "  python -m bench.perf --profile cpu --json new.json --baseline old.json\n")
+               "  python -m bench.perf --profile cpu --json new.json --baseline old.json\n"
+               "  python -m bench.perf --profile paper --device cuda --concurrent 1,2,4,8   # GPU packing\n")
     parser.add_argument("--profile", default="cpu", metavar="NAME", help=f"{', '.join(available_profiles())}")
     parser.add_argument("--methods", default="vae", metavar="A,B", help="methods to time (default: vae)")
     parser.add_argument("--steps", type=int, default=20, metavar="N", help="timed training steps (default 20)")
@@ -82,18 +134,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="sentences in the IW timing (default: the profile's eval batch size)")
     parser.add_argument("--device", default="auto", metavar="DEV", help="cpu, cuda or auto")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--concurrent", metavar="1,2,4,8",
+                        help="instead: throughput of N concurrent trials of the first method on one device "
+                             "(how many trials to pack per GPU), total and per trial, with peak memory per trial")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the measurements here")
     parser.add_argument("--baseline", type=Path, metavar="FILE", help="an earlier --json to compare with")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     overrides = parse_overrides(args.overrides)
+    if args.concurrent:
+        try:
+            counts = [int(c) for c in args.concurrent.split(",")]
+        except ValueError:
+            raise BenchError(f"--concurrent expects integers like 1,2,4,8, got '{args.concurrent}'") from None
+        name = args.methods.split(",")[0].strip()
+        rows = measure_packing(name, args.profile, overrides, device, args.steps, counts)
+        memory = "peak GPU memory per trial (GiB)" if device.type == "cuda" else "peak RSS per trial (GiB)"
+        print(f"{name}, profile {args.profile}, device {environment(device)['hardware']['gpu'] or 'CPU'}")
+        print(tabulate(rows, headers=["concurrent trials", "total tok/s", "per trial tok/s", memory],
+                       disable_numparse=True))
+        return 0
     rows, measurements = [], {}
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        config = build_run_config(name, "random", args.profile, 0, overrides)
-        vocab = config.data.max_vocab or DEFAULT_VOCAB
-        length = config.data.max_length or DEFAULT_LENGTH
-        corpus = random_corpus(vocab, length, max(4, args.steps + 2) * config.data.batch_size)
-        trainer = Trainer(config, build_method(name, config.methods), corpus, device, log=lambda m: None)
+        trainer = build_trainer(name, args.profile, overrides, device, args.steps)
+        config = trainer.config
         tokens_per_s = time_training(trainer, args.steps)
         iw_sentences = args.iw_sentences or config.data.eval_batch_size
         sentences_per_s = time_iw(trainer, min(iw_sentences, 64), config.eval.iw_samples)

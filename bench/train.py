@@ -211,7 +211,7 @@ class Trainer:
         ``on_epoch`` runs after each epoch's validation, ``on_step`` after each update.
         """
         train = self.config.train
-        while self.epoch < train.max_epochs:
+        while self.epoch < train.max_epochs and self.decays < train.max_decays:  # (resumed runs may be done)
             row = self.train_epoch(progress, on_step)
             self.epoch += 1
             valid = self.validate()
@@ -285,8 +285,9 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
     if resume and checkpoint.is_file():
         trainer.load_state_dict(torch.load(checkpoint, map_location=torch_device, weights_only=False))
         log(f"resuming from epoch {trainer.epoch} ({checkpoint})")
+    parameters = sum(p.numel() for p in trainer.model.parameters())
     log(f"{config.method} on {corpus.name} [{config.profile}] seed {config.seed}: "
-        f"{sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters, vocabulary "
+        f"{parameters / 1e6:.2f}M parameters, vocabulary "
         f"{len(corpus.vocab)}, {len(corpus.splits['train'])} training sentences, device {torch_device}")
     if config.dataset == SYNTHETIC:
         log("  data: built-in synthetic corpus (no data directory needed)")
@@ -294,7 +295,7 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
         "run_id": identifier, "label": label or config.method, "method": config.method,
         "dataset": config.dataset, "profile": config.profile,
         "seed": config.seed, "started_at": started_at, "config": config.to_dict(), "method_settings": settings,
-        "data": corpus.summary(), "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "data": corpus.summary(), "parameters": parameters,
         "code": records.code_version(), "environment": records.environment(torch_device), **(extra or {}),
     }
     def end_of_epoch(t: Trainer) -> None:

@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         raise BenchError(f"--seeds expects integers separated by commas, got '{args.seeds}'") from None
     data_dir = args.data_dir or os.environ.get("BENCH_DATA_DIR")
-    for trial in expand(experiment, datasets, seeds)[:1]:  # validate configs and data before starting Ray
+    for trial in expand(experiment, datasets, seeds):  # validate every config before starting Ray
         build_method(trial.method, trial_config(trial, experiment.profile).methods)
     from bench.data import load_corpus  # a missing dataset is reported now, not by every trial
     for dataset in datasets or experiment.datasets:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: set up (once), run the experiment sweep on Ray Tune, then print the
-# comparison tables (measured and published side by side) and say where they are.
+# The main job: set up (once), run the experiment sweep on Ray Tune, print the comparison
+# tables (measured and published side by side), write the report with its figures
+# (results/REPORT.md) and say where everything is.
 #
 #   ./run_all.sh [--profile cpu|paper|smoke] [--datasets A,B] [--seeds 0,1,2]
 #                [--data-dir DIR] [--results DIR]
@@ -8,11 +9,12 @@
 # --profile picks experiments/<profile>.yaml; by default `paper` when an NVIDIA GPU is
 # present, else `cpu`. Datasets and seeds default to the experiment's. Data comes from
 # --data-dir or $BENCH_DATA_DIR; with neither, only the built-in synthetic data is used,
-# and the script says so. Finished runs are never redone; interrupted ones resume.
+# and the script says so. Finished runs are never redone; interrupted ones resume; the
+# lagging-encoder figure on synthetic data is made once.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 profile="" datasets="" seeds="" results="$root/results" data_dir="${BENCH_DATA_DIR:-}"
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="$2"; shift 2 ;;
@@ -55,5 +57,10 @@ tables="$results/tables/$profile"
 "$py" -m bench.compare --datasets "$datasets" --results "$results" --profile "$profile" \
   --format table,md,csv,latex --out "$tables" || true
 echo "tables (Markdown, CSV, LaTeX): $tables/"
+if [ ! -f "$results/figures/lagging.json" ]; then  # the posterior-mean-space figure, once
+  "$py" -m bench.diagnose lagging --profile "$profile" --set data.synthetic_train=5000 --set train.max_epochs=3 \
+    --out "$results/figures" || true
+fi
+"$py" -m bench.report --results "$results" --profile "$profile" || true
 [ "$status" -eq 0 ] || echo "some runs failed (see the summary above); ./run_all.sh again retries them"
 exit "$status"

@@ -11,7 +11,6 @@ diagonal). ``python -m bench.diagnose lagging --methods vae,aggressive,pooling``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

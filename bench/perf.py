@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -178,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             row += ([f"{values[k] / base[k]:.2f}" for k in ("train_tokens_per_s", "iw_sentences_per_s")]
                     if base else ["-", "-"])
     hardware = environment(device)["hardware"]
+    vocab, length = len(trainer.corpus.vocab), config.data.max_length or DEFAULT_LENGTH
     print(f"profile {args.profile}: embed {config.model.embed_dim}, hidden {config.model.encoder_hidden}/"
           f"{config.model.decoder_hidden}, latent {config.model.latent_dim}, vocab {vocab}, length {length}, "
           f"batch {config.data.batch_size}; device {hardware['gpu'] or 'CPU'} ({hardware['torch_threads']} threads)")

@@ -1,6 +1,5 @@
 """A sweep attached to a two-node Ray cluster started on this machine."""
 
-import os
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ def two_node_cluster(monkeypatch):
 
 def experiment_file(tmp_path, runs, epochs):
     path = tmp_path / "exp.yaml"
-    path.write_text(f"profile: smoke\ndatasets: [synthetic]\nseeds: [0, 1]\nresources: {{cpu: 1}}\n"
+    path.write_text(f"profile: smoke\ndatasets: [synthetic]\nseeds: [0, 1, 2]\nresources: {{cpu: 1}}\n"
                     f"settings: {{train: {{max_epochs: {epochs}}}}}\nruns: {runs}\n")
     return path
 
@@ -44,21 +43,27 @@ def all_records(experiment, results):
 
 def test_trials_run_on_both_nodes_and_survive_a_dead_worker(tmp_path, two_node_cluster):
     cluster, worker = two_node_cluster
-    experiment = experiment_file(tmp_path, "[vae, lm]", epochs=3)
+    experiment = experiment_file(tmp_path, "[vae, lm]", epochs=6)  # 6 trials: both nodes stay busy
     results = tmp_path / "results"
     first = sweep(experiment, results, cluster.address)
     deadline = time.time() + 240
-    while time.time() < deadline and len(list(results.rglob(records.RECORD_NAME))) < 2:
-        time.sleep(0.5)
+    while time.time() < deadline and not list(results.rglob(records.RECORD_NAME)):
+        time.sleep(0.2)
     cluster.remove_node(worker, allow_graceful=False)  # the worker node dies mid-sweep
     output, _ = first.communicate(timeout=300)
+    assert first.returncode == 1 and "FAILED" in output, output  # the kill interrupted a running trial
     rerun = sweep(experiment, results, cluster.address)
     rerun_output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, output + rerun_output
     found = all_records(experiment, results)
-    assert len(found) == 4 and all(r["status"] == "finished" for r in found.values())
+    assert len(found) == 6 and all(r["status"] == "finished" for r in found.values())
     for name in found:  # exactly one record folder per run
         label, dataset, seed = name.split("/")
         assert len(list((results / "smoke" / dataset / label).glob(f"{seed}-*"))) == 1
     nodes = {r["ray_node"]["node_id"] for r in found.values()}
+    for name, record in sorted(found.items()):  # shown with pytest -s
+        role = "worker" if record["ray_node"]["node_id"] == worker.node_id else "head"
+        print(f"placement: {name} on the {role} node ({record['ray_node']['node_id'][:8]})")
+    print("first sweep:", [line for line in output.splitlines() if line.startswith(("summary", "FAILED"))])
+    print("re-run:", [line for line in rerun_output.splitlines() if line.startswith(("summary", "FAILED", "6 runs"))])
     assert worker.node_id in nodes and len(nodes) == 2, (nodes, output)  # both nodes ran trials

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from bench.config import DataConfig, ModelConfig
-from bench.data import Vocabulary, pad_batch
+from bench.config import ModelConfig
+from bench.data import pad_batch
 from bench.metrics import active_units, evaluate, iw_log_likelihood, kl_to_prior, mutual_information
 from bench.model import SequenceVAE
 

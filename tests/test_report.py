@@ -3,7 +3,7 @@
 import json
 
 from bench.diagnose import lagging
-from bench.report import answers, load_runs, write_report
+from bench.report import answers, write_report
 from bench.train import run
 
 

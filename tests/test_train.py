@@ -8,7 +8,6 @@ import sys
 import pytest
 
 from bench import records
-from bench.errors import BenchError
 from bench.train import TrainingDiverged, run
 
 REQUIRED_TEST_METRICS = ("nll", "kl", "mi", "au", "ppl", "elbo_nll", "iw_samples")

@@ -164,9 +164,11 @@ def load_corpus(dataset: str, config: DataConfig, data_dir: str | os.PathLike | 
         folder = root / dataset
         info = dataset_info(dataset)
         if not folder.is_dir():
-            known = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-            where = f"; folders there: {', '.join(known)}" if known else f" ({root} does not exist)" \
-                if not root.is_dir() else ""
+            if not root.is_dir():
+                where = f" ({root} does not exist)"
+            else:
+                known = sorted(p.name for p in root.iterdir() if p.is_dir())
+                where = f"; folders there: {', '.join(known)}" if known else ""
             raise BenchError(f"dataset folder {folder} not found{where}; {info.how_to_get}")
         texts = {}
         for split in SPLITS:

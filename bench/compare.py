@@ -33,28 +33,13 @@ REFERENCE_LABEL = "vae"  # time ratios are relative to the standard VAE
 def load_records(results: Path, datasets: list[str], profile: str | None) -> pd.DataFrame:
     """One row per finished run: label, dataset, profile, seed, metrics, hours, hardware."""
     rows = []
-    for path in Path(results).glob(f"*/*/**/{records.RECORD_NAME}"):
-        try:
-            record = records.load_record(path)
-        except (OSError, ValueError):
-            continue
-        if record.get("status") != "finished" or record.get("dataset") not in datasets:
-            continue
+    for record in records.finished_records(results, profile, datasets):
         test = record["metrics"]["test"]
         rows.append({"label": record.get("label", record["method"]), "dataset": record["dataset"],
                      "profile": record["profile"], "seed": record["seed"],
                      **{m: test.get(m) for m in METRICS}, "train_hours": record["timing"]["train_hours"],
                      "hardware": records.hardware_label(record), "iw_samples": test.get("iw_samples")})
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    profiles = sorted(frame["profile"].unique())
-    if profile is not None:
-        frame = frame[frame["profile"] == profile]
-    elif len(profiles) > 1:
-        raise BenchError(f"records from several profiles ({', '.join(profiles)}) for these datasets; "
-                         "pick one with --profile so reduced and paper-scale numbers are not mixed")
-    return frame
+    return pd.DataFrame(rows)
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:

@@ -71,6 +71,32 @@ def load_record(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
+def finished_records(results: Path, profile: str | None = None,
+                     datasets: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every finished record under ``results`` (optionally one profile and some datasets).
+
+    Without ``profile``, records of several profiles are an error: reduced-scale and
+    paper-scale numbers must never be mixed in one table.
+    """
+    from bench.errors import BenchError
+
+    found = []
+    for path in sorted(Path(results).glob(f"*/*/**/{RECORD_NAME}")):
+        try:
+            record = load_record(path)
+        except (OSError, ValueError):
+            continue  # a foreign or damaged file is not a result
+        if record.get("status") != "finished" or (datasets is not None and record.get("dataset") not in datasets):
+            continue
+        if profile is None or record.get("profile") == profile:
+            found.append(record)
+    profiles = sorted({r["profile"] for r in found})
+    if len(profiles) > 1:
+        raise BenchError(f"records from several profiles ({', '.join(profiles)}); pick one with --profile "
+                         "so reduced and paper-scale numbers are not mixed")
+    return found
+
+
 def code_version() -> dict[str, Any]:
     """Git commit of the code and whether the work tree had uncommitted changes."""
     root = Path(__file__).resolve().parent.parent

@@ -28,20 +28,10 @@ COLLAPSED_KL = 0.5  # nats: below this (and with no active unit) a run counts as
 
 def load_runs(results: Path, profile: str | None) -> tuple[pd.DataFrame, list[dict]]:
     """Finished records of one profile as (summary frame, records)."""
-    found = []
-    for path in sorted(Path(results).glob(f"*/*/**/{records.RECORD_NAME}")):
-        try:
-            record = records.load_record(path)
-        except (OSError, ValueError):
-            continue
-        if record.get("status") == "finished" and (profile is None or record["profile"] == profile):
-            found.append(record)
+    found = records.finished_records(results, profile)
     if not found:
         raise BenchError(f"no finished records under {results}" + (f" for profile '{profile}'" if profile else "")
                          + "; run ./run_all.sh or python -m bench.sweep first")
-    profiles = sorted({r["profile"] for r in found})
-    if len(profiles) > 1:
-        raise BenchError(f"records from several profiles ({', '.join(profiles)}); pick one with --profile")
     rows = []
     for r in found:
         test, valid = r["metrics"]["test"], r["curves"][-1]

@@ -43,13 +43,18 @@ def all_records(experiment, results):
 
 def test_trials_run_on_both_nodes_and_survive_a_dead_worker(tmp_path, two_node_cluster):
     cluster, worker = two_node_cluster
-    experiment = experiment_file(tmp_path, "[vae, lm]", epochs=6)  # 6 trials: both nodes stay busy
+    experiment = experiment_file(tmp_path, "[vae, lm]", epochs=40)  # 6 trials of several seconds each
     results = tmp_path / "results"
     first = sweep(experiment, results, cluster.address)
     deadline = time.time() + 240
-    while time.time() < deadline and not list(results.rglob(records.RECORD_NAME)):
+    def worker_finished_one():
+        return any(records.load_record(p).get("ray_node", {}).get("node_id") == worker.node_id
+                   for p in results.rglob(records.RECORD_NAME))
+
+    while time.time() < deadline and not worker_finished_one():
         time.sleep(0.2)
-    cluster.remove_node(worker, allow_graceful=False)  # the worker node dies mid-sweep
+    time.sleep(0.5)  # the worker has taken its next trial (each lasts several seconds) ...
+    cluster.remove_node(worker, allow_graceful=False)  # ... when the node dies mid-sweep
     output, _ = first.communicate(timeout=300)
     assert first.returncode == 1 and "FAILED" in output, output  # the kill interrupted a running trial
     rerun = sweep(experiment, results, cluster.address)

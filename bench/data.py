@@ -207,8 +207,6 @@ class BatchedSplit:
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
         self.batches = [pad_batch([sentences[i] for i in order[start: start + batch_size]])
                         for start in range(0, len(order), batch_size)]
-        self.num_sentences = len(sentences)
-        self.num_words = sum(len(s) + 1 for s in sentences)
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -225,9 +223,9 @@ class BatchedSplit:
         return self.batches[int(torch.randint(len(self.batches), (1,), generator=generator))]
 
 
-def sentence_lengths(x: torch.Tensor) -> torch.Tensor:
-    """Number of non-pad tokens per row of a padded batch [B, T] -> [B]."""
-    return (x != PAD_ID).sum(dim=1)
+def predicted_tokens(x: torch.Tensor) -> int:
+    """Tokens a padded batch [B, T] asks the decoder to predict: words plus end tokens (not the start)."""
+    return int(((x != PAD_ID).sum(dim=1) - 1).sum())
 
 
 def main(argv: list[str] | None = None) -> int:

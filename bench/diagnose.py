@@ -20,6 +20,7 @@ from bench import records
 from bench.config import build_run_config, parse_overrides
 from bench.data import load_corpus, pad_batch
 from bench.errors import BenchError, run_cli
+from bench.plots import pyplot, save
 from bench.method import build_method
 from bench.train import Trainer, resolve_device
 
@@ -93,10 +94,7 @@ def lagging(methods: list[str], profile: str, overrides: dict, snapshots: int, s
 
 def plot_lagging(traces: dict, stem: Path) -> None:
     """A panel per method (rows) and snapshot (columns): encoder mean against true mean."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     columns = max(len(frames) for frames in traces.values())
     figure, axes = plt.subplots(len(traces), columns, figsize=(2.3 * columns, 2.4 * len(traces)), squeeze=False,
                                 sharex=True, sharey=True)
@@ -121,10 +119,7 @@ def plot_lagging(traces: dict, stem: Path) -> None:
                 axis.set_xlabel("true mean E_p[z|x]", fontsize=9)
     figure.suptitle("Posterior mean space on synthetic data (He et al. 2019, Fig. 2): "
                     "on the diagonal = encoder matches the model's posterior", fontsize=10)
-    figure.tight_layout()
-    for suffix in (".png", ".pdf"):
-        figure.savefig(stem.with_suffix(suffix), dpi=150)
-    plt.close(figure)
+    save(figure, stem)
 
 
 def main(argv: list[str] | None = None) -> int:

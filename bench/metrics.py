@@ -14,7 +14,7 @@ from typing import Iterable
 import torch
 
 from bench.config import EvalConfig
-from bench.data import sentence_lengths
+from bench.data import predicted_tokens
 from bench.model import gaussian_kl_per_dim, log_diagonal_normal, log_standard_normal
 
 
@@ -156,7 +156,7 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
             nll -= float(iw_log_likelihood(model, x, eval_config.iw_samples,
                                            max_elements=eval_config.iw_max_elements).sum())
             sentences += x.size(0)
-            words += int((sentence_lengths(x) - 1).sum())
+            words += predicted_tokens(x)
         result.update(nll=nll / max(1, sentences), ppl=math.exp(nll / max(1, words)), iw_sentences=sentences,
                       iw_samples=eval_config.iw_samples)
     model.train(was_training)

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from bench.config import ModelConfig
-from bench.data import PAD_ID, sentence_lengths
+from bench.data import PAD_ID, predicted_tokens
 
 
 class LastStateSummary(nn.Module):
@@ -160,8 +160,7 @@ class SequenceVAE(nn.Module):
         mu, logvar = self.encode(x)
         z = self.sample_posterior(mu, logvar, 1)
         reconstruction_nll = -self.log_px_given_z(x, z).squeeze(1)
-        num_words = int((sentence_lengths(x) - 1).sum())
-        return VaeOutput(reconstruction_nll, gaussian_kl_per_dim(mu, logvar), mu, logvar, num_words)
+        return VaeOutput(reconstruction_nll, gaussian_kl_per_dim(mu, logvar), mu, logvar, predicted_tokens(x))
 
 
 def log_standard_normal(z: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import pandas as pd
 
 from bench import compare, records
 from bench.errors import BenchError, run_cli
+from bench.plots import pyplot, save
 
 CURVE_METRICS = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"),
                  ("valid_elbo_nll", "validation -ELBO (nats)"))
@@ -50,30 +51,14 @@ def curve_frame(found: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def color(index: int):
     """Distinct colours for up to 20 methods (tab20)."""
-    return _pyplot().get_cmap("tab20")(index % 20)
-
-
-def save(figure, stem: Path) -> str:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout(rect=(0, 0, 1, 0.92))  # leave room for the suptitle
-    for suffix in (".png", ".pdf"):
-        figure.savefig(stem.with_suffix(suffix), dpi=130, bbox_inches="tight")
-    _pyplot().close(figure)
-    return stem.with_suffix(".png").name
+    return pyplot().get_cmap("tab20")(index % 20)
 
 
 def plot_curves(curves: pd.DataFrame, dataset: str, out: Path) -> list[str]:
     """KL, MI, AU and validation loss against epoch and against seconds, a line per method."""
-    plt = _pyplot()
+    plt = pyplot()
     names = []
     data = curves[curves["dataset"] == dataset]
     for x_column, x_label, suffix in (("epoch", "epoch", "epoch"), ("elapsed_seconds", "wall-clock seconds", "time")):
@@ -96,7 +81,7 @@ def plot_curves(curves: pd.DataFrame, dataset: str, out: Path) -> list[str]:
 
 
 def plot_time(summary: pd.DataFrame, dataset: str, out: Path) -> str | None:
-    plt = _pyplot()
+    plt = pyplot()
     table = summary[summary["dataset"] == dataset].groupby("label")["train_hours"].mean()
     if BASELINE not in table or table[BASELINE] <= 0:
         return None
@@ -116,7 +101,7 @@ def plot_dispersion(summary: pd.DataFrame, curves: pd.DataFrame, out: Path) -> s
     data = summary.dropna(subset=["feature_cosine_distance"])
     if data.empty:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     for axis, (metric, title) in zip(axes[:3], (("kl", "test KL"), ("mi", "test MI"), ("au", "test AU"))):
         for index, (label, group) in enumerate(data.groupby("label")):

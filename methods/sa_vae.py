@@ -9,7 +9,7 @@ import torch
 
 from bench.method import Method, register_method
 from bench.model import VaeOutput, gaussian_kl_per_dim
-from bench.data import sentence_lengths
+from bench.data import predicted_tokens
 
 
 @dataclass(frozen=True)
@@ -89,5 +89,5 @@ class SemiAmortizedVAE(Method):
             param.grad = grad
         trainer.apply_gradients()
         out = VaeOutput(reconstruction, kl_per_dim, mu.detach(), logvar.detach(),
-                        int((sentence_lengths(batch) - 1).sum()))
+                        predicted_tokens(batch))
         return trainer.step_statistics(decoder_loss.mean(), out, batch)

@@ -58,8 +58,7 @@ tables="$results/tables/$profile"
   --format table,md,csv,latex --out "$tables" || true
 echo "tables (Markdown, CSV, LaTeX): $tables/"
 if [ ! -f "$results/figures/lagging.json" ]; then  # the posterior-mean-space figure, once
-  "$py" -m bench.diagnose lagging --profile "$profile" --set data.synthetic_train=5000 --set train.max_epochs=3 \
-    --out "$results/figures" || true
+  "$py" -m bench.diagnose lagging --profile toy --set train.max_epochs=2 --out "$results/figures" || true
 fi
 "$py" -m bench.report --results "$results" --profile "$profile" || true
 [ "$status" -eq 0 ] || echo "some runs failed (see the summary above); ./run_all.sh again retries them"

@@ -1,9 +1,12 @@
 """Comparison tables from run records, with published numbers beside them.
 
 ``python -m bench.compare --datasets yahoo_resplit,yelp_xu_resplit`` loads every finished
-record for those datasets, aggregates over seeds (mean +- sample std, with the number of
-seeds), and prints one table per dataset: NLL, KL, MI, AU, PPL, training hours and the
-training-time ratio to the standard VAE on the same hardware (the RQ3 speed claim). Rows
+record for those datasets, aggregates over seeds (mean +- the half-width of a 95%
+t-interval, with the number of seeds), and prints one table per dataset: NLL, KL, MI, AU,
+PPL, training hours, the training-time ratio to the standard VAE on the same hardware (the
+RQ3 speed claim), and each method's difference to the standard VAE with a 95% interval
+(NLL: bootstrap over seeds and test sentences, paired by sentence; MI, AU: Welch; see
+:mod:`bench.stats`). Rows
 marked ``published`` come from ``baselines/`` and are never mixed with measured ones; where a
 method has both, the difference ours - published is shown. The profile is always stated,
 so reduced-profile numbers are never read as paper-scale ones.
@@ -19,37 +22,84 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
+import numpy as np
+
 from bench import records
 from bench.errors import BenchError, run_cli
+from bench.stats import Interval, mean_interval, paired_bootstrap_difference, welch_difference
 
 BASELINES = Path(__file__).resolve().parent.parent / "baselines"
 METRICS = ("nll", "kl", "mi", "au", "ppl")
 # Which direction is better, for emphasis; KL is reported but has no "best".
 BETTER = {"nll": "min", "ppl": "min", "mi": "max", "au": "max", "train_hours": "min"}
 FORMATS = ("table", "md", "csv", "latex")
-REFERENCE_LABEL = "vae"  # time ratios are relative to the standard VAE
+REFERENCE_LABEL = "vae"  # time ratios and differences are relative to the standard VAE
+DIFFERENCE_METRICS = ("nll", "kl", "mi", "au")
+REFINED_SUFFIX = " [SVI-refined q]"  # rows evaluated with the method's refined posterior
 
 
 def load_records(results: Path, datasets: list[str], profile: str | None) -> pd.DataFrame:
     """One row per finished run: label, dataset, profile, seed, metrics, hours, hardware."""
     rows = []
     for record in records.finished_records(results, profile, datasets):
-        test = record["metrics"]["test"]
-        rows.append({"label": record.get("label", record["method"]), "dataset": record["dataset"],
-                     "profile": record["profile"], "seed": record["seed"],
-                     **{m: test.get(m) for m in METRICS}, "train_hours": record["timing"]["train_hours"],
-                     "hardware": records.hardware_label(record), "iw_samples": test.get("iw_samples")})
+        label = record.get("label", record["method"])
+        # A method with a test-time refinement of q(z|x) (SA-VAE's SVI) gets a second, labelled row.
+        for suffix, key in (("", "test"), (REFINED_SUFFIX, "test_refined")):
+            test = record["metrics"].get(key)
+            if test is None:
+                continue
+            rows.append({"label": label + suffix, "dataset": record["dataset"],
+                         "profile": record["profile"], "seed": record["seed"],
+                         **{m: test.get(m) for m in METRICS}, "train_hours": record["timing"]["train_hours"],
+                         "hardware": records.hardware_label(record), "iw_samples": test.get("iw_samples"),
+                         "iw_sentences": test.get("iw_sentences"), "nll_per_sentence": test.get("nll_per_sentence")})
     return pd.DataFrame(rows)
 
 
+def runs_of(frame: pd.DataFrame, dataset: str, label: str) -> pd.DataFrame:
+    return frame[(frame["dataset"] == dataset) & (frame["label"] == label)]
+
+
+def difference(frame: pd.DataFrame, dataset: str, label: str, reference: str, metric: str) -> Interval | None:
+    """``label`` - ``reference`` on ``metric`` with a 95% interval, or None if either has no runs.
+
+    NLL: paired bootstrap over seeds and test sentences when every run kept its per-sentence
+    values for the same sentences; otherwise (and for KL, MI, AU) Welch's interval over seeds.
+    """
+    a, b = runs_of(frame, dataset, label), runs_of(frame, dataset, reference)
+    if not len(a) or not len(b):
+        return None
+    if metric == "nll" and "nll_per_sentence" in frame:
+        per_sentence = [v for v in (*a["nll_per_sentence"], *b["nll_per_sentence"])]
+        if all(isinstance(v, list) and v for v in per_sentence) and len({len(v) for v in per_sentence}) == 1:
+            return paired_bootstrap_difference(np.array(list(a["nll_per_sentence"])),
+                                               np.array(list(b["nll_per_sentence"])))
+    return welch_difference(a[metric].astype(float), b[metric].astype(float))
+
+
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample std over seeds per (dataset, label), with n and the time ratio to the VAE."""
+    """Per (dataset, label): mean, std and 95% t-interval over seeds of each metric; n; the time
+    ratio to the VAE; and the difference to the VAE with its 95% interval (``d_<metric>``)."""
     columns = [*METRICS, "train_hours"]
-    grouped = frame.groupby(["dataset", "label"], sort=False)
-    table = grouped[columns].mean().add_suffix("_mean").join(grouped[columns].std(ddof=1).add_suffix("_std"))
-    table["n"] = grouped.size()
-    table["hardware"] = grouped["hardware"].agg(lambda h: ", ".join(sorted(set(h))))
-    table = table.reset_index()
+    rows = []
+    for (dataset, label), runs in frame.groupby(["dataset", "label"], sort=False):
+        row = {"dataset": dataset, "label": label, "n": len(runs), "iw_sentences": runs["iw_sentences"].max(),
+               "hardware": ", ".join(sorted(set(runs["hardware"])))}
+        for column in columns:
+            values = runs[column].dropna().astype(float)
+            interval = mean_interval(values) if len(values) else Interval(math.nan, math.nan, math.nan, 0)
+            row.update({f"{column}_mean": interval.estimate, f"{column}_std": values.std(ddof=1) if len(values) > 1
+                        else math.nan, f"{column}_low": interval.low, f"{column}_high": interval.high})
+        for metric in DIFFERENCE_METRICS:
+            change = difference(frame, dataset, label, REFERENCE_LABEL, metric) if label != REFERENCE_LABEL else None
+            row.update({f"d_{metric}": change.estimate if change else math.nan,
+                        f"d_{metric}_low": change.low if change else math.nan,
+                        f"d_{metric}_high": change.high if change else math.nan})
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=[
+        "dataset", "label", "n", "iw_sentences", "hardware",
+        *[f"{c}_{s}" for c in columns for s in ("mean", "std", "low", "high")],
+        *[f"d_{m}{s}" for m in DIFFERENCE_METRICS for s in ("", "_low", "_high")]])
     ratios = []
     for _, row in table.iterrows():
         reference = table[(table["dataset"] == row["dataset"]) & (table["label"] == REFERENCE_LABEL)
@@ -71,11 +121,22 @@ def load_published(datasets: list[str], include_unverified: bool) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def fmt(mean, std=math.nan, n=1, digits=2) -> str:
+def fmt(mean, low=math.nan, high=math.nan, digits=2) -> str:
+    """``mean ± half-width`` of the interval [low, high], or the mean alone without one."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "-"
     text = f"{mean:.{digits}f}"
-    return f"{text} ± {std:.{digits}f}" if n > 1 and not math.isnan(std) else text
+    return text if math.isnan(low) or math.isnan(high) else f"{text} ± {(high - low) / 2:.{digits}f}"
+
+
+def fmt_difference(row, metric: str, digits: int = 2) -> str:
+    """``+0.52 [+0.21, +0.83]``: the difference to the VAE and its 95% interval."""
+    estimate, low, high = row[f"d_{metric}"], row[f"d_{metric}_low"], row[f"d_{metric}_high"]
+    if math.isnan(estimate):
+        return ""
+    if math.isnan(low):
+        return f"{estimate:+.{digits}f} (n=1)"
+    return f"{estimate:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
 def best_values(measured: pd.DataFrame) -> dict[str, float]:
@@ -87,36 +148,42 @@ def best_values(measured: pd.DataFrame) -> dict[str, float]:
     return best
 
 
+HEADERS = ["method", "source", "n", "NLL", "ΔNLL vs VAE", "KL", "MI", "ΔMI vs VAE", "AU", "ΔAU vs VAE", "PPL",
+           "train h", "time / VAE"]
+
+
 def dataset_rows(dataset: str, measured: pd.DataFrame, published: pd.DataFrame, bold) -> tuple[list, list]:
     """Display rows for one dataset: measured ones, then published ones, then differences."""
-    headers = ["method", "source", "n", "NLL", "KL", "MI", "AU", "PPL", "train h", "time / VAE"]
     rows = []
     mine = measured[measured["dataset"] == dataset]
     best = best_values(mine)
+
+    def cell(row, metric):
+        digits = 3 if metric == "train_hours" else (1 if metric == "au" else 2)
+        text = fmt(row[f"{metric}_mean"], row[f"{metric}_low"], row[f"{metric}_high"], digits)
+        emphasise = metric in best and not math.isnan(row[f"{metric}_mean"]) and \
+            math.isclose(row[f"{metric}_mean"], best[metric])
+        return bold(text) if emphasise else text
+
     for _, row in mine.iterrows():
-        cells = [row["label"], "measured", int(row["n"])]
-        for metric in (*METRICS, "train_hours"):
-            digits = 3 if metric == "train_hours" else (1 if metric == "au" else 2)
-            text = fmt(row[f"{metric}_mean"], row[f"{metric}_std"], row["n"], digits)
-            emphasise = metric in best and not math.isnan(row[f"{metric}_mean"]) and \
-                math.isclose(row[f"{metric}_mean"], best[metric])
-            cells.append(bold(text) if emphasise else text)
-        cells.append(fmt(row["time_ratio"]))
-        rows.append(cells)
+        rows.append([row["label"], "measured", int(row["n"]), cell(row, "nll"), fmt_difference(row, "nll"),
+                     cell(row, "kl"), cell(row, "mi"), fmt_difference(row, "mi"), cell(row, "au"),
+                     fmt_difference(row, "au", 1), cell(row, "ppl"), cell(row, "train_hours"),
+                     fmt(row["time_ratio"])])
     theirs = published[published["dataset"] == dataset] if len(published) else published
     for _, row in theirs.iterrows():
         mark = "" if row["verified"] else " (unverified)"
-        cells = [row["label"], f"published {row['baseline']}{mark}", "",
-                 *[fmt(row[m], digits=1 if m != "au" else 0) for m in METRICS],
-                 fmt(row["time_hours"]), fmt(row["time_relative"])]
-        rows.append(cells)
+        value = lambda m: fmt(row[m], digits=1 if m != "au" else 0)  # noqa: E731
+        rows.append([row["label"], f"published {row['baseline']}{mark}", "", value("nll"), "", value("kl"),
+                     value("mi"), "", value("au"), "", value("ppl"), fmt(row["time_hours"]),
+                     fmt(row["time_relative"])])
         match = mine[mine["label"] == row["label"]]
         if len(match):
             ours = match.iloc[0]
-            rows.append([row["label"], "ours − published", "",
-                         *[fmt(ours[f"{m}_mean"] - row[m]) if row[m] is not None else "-" for m in METRICS],
-                         "", ""])
-    return headers, rows
+            gap = lambda m: fmt(ours[f"{m}_mean"] - row[m]) if row[m] is not None else "-"  # noqa: E731
+            rows.append([row["label"], "ours − published", "", gap("nll"), "", gap("kl"), gap("mi"), "", gap("au"),
+                         "", gap("ppl"), "", ""])
+    return HEADERS, rows
 
 
 def render(dataset: str, headers, rows, style: str, caption: str) -> str:
@@ -158,9 +225,13 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> st
     scale = "paper-scale" if profile == "paper" else f"REDUCED '{profile}' profile, not comparable to published numbers"
     if not len(mine):
         scale = "no measured runs"
-    return (f"{dataset}: {scale}; hardware {hardware}. NLL = importance-weighted test NLL (nats/sentence), "
-            f"mean ± std over n seeds; time / VAE = training time relative to the standard VAE on the same hardware; "
-            f"best measured value emphasised.")
+    sentences = sorted(set(int(v) for v in mine["iw_sentences"].dropna())) if "iw_sentences" in mine else []
+    scored = f" on {'/'.join(map(str, sentences))} test sentences" if sentences else ""
+    return (f"{dataset}: {scale}; hardware {hardware}. NLL = importance-weighted test NLL (nats/sentence){scored}; "
+            f"values are mean ± half-width of the 95% t-interval over n seeds (no ± with one seed); Δ = difference "
+            f"to the standard VAE with its 95% interval (NLL: bootstrap over seeds and test sentences, paired by "
+            f"sentence; MI, AU: Welch); an interval that excludes 0 is a difference distinguishable at 95%; "
+            f"time / VAE = training time relative to the VAE on the same hardware; best measured value emphasised.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,9 +268,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"`python -m bench.sweep experiments/cpu.yaml` (or ./run_all.sh) first, or pass "
                          "--published-only to see the published numbers alone")
     profile = args.profile or (frame["profile"].iloc[0] if len(frame) else None)
-    measured = aggregate(frame) if len(frame) else pd.DataFrame(
-        columns=["dataset", "label", "n", "hardware", "time_ratio",
-                 *[f"{m}_{s}" for m in (*METRICS, "train_hours") for s in ("mean", "std")]])
+    measured = aggregate(frame) if len(frame) else aggregate(pd.DataFrame(columns=[
+        "dataset", "label", "hardware", "iw_sentences", "nll_per_sentence", *METRICS, "train_hours"]))
     published = load_published(datasets, args.include_unverified)
     outputs = {}
     for style in formats:

@@ -38,8 +38,8 @@ class DataConfig:
     synthetic_vocab: int = 1000
     synthetic_length: int = 10
     synthetic_train: int = 20000
-    synthetic_valid: int = 2000
-    synthetic_test: int = 2000
+    synthetic_valid: int = 10000
+    synthetic_test: int = 10000
     synthetic_seed: int = 0  # fixed apart from the run seed: every run sees the same corpus
 
     def __post_init__(self) -> None:
@@ -75,7 +75,7 @@ class TrainConfig:
     lr: float = 1.0  # plain SGD
     clip_grad_norm: float = 5.0
     max_epochs: int = 100
-    decay_start_epoch: int = 15  # learning-rate decay is allowed from this epoch on
+    decay_start_epoch: int = 15  # decay allowed from this 0-based epoch on (reference: `epoch >= 15`)
     decay_patience: int = 2  # epochs without validation improvement before a decay
     lr_decay: float = 0.5
     max_decays: int = 5  # stop after this many decays
@@ -83,6 +83,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _positive(self, "lr", "clip_grad_norm", "max_epochs", "decay_patience", "max_decays")
+        if self.decay_start_epoch < 0:
+            raise BenchError(f"train.decay_start_epoch must be >= 0, got {self.decay_start_epoch}")
         if not 0.0 < self.lr_decay < 1.0:
             raise BenchError(f"train.lr_decay must be in (0, 1), got {self.lr_decay}")
         _positive_or_none(self, "max_train_minutes")
@@ -181,8 +183,26 @@ def build_run_config(method: str, dataset: str, profile: str = "cpu", seed: int 
             merged.setdefault(section, {}).update(_mapping(values, f"{where}: {section}"))
     sections = {name: from_dict(cls, merged.pop(name, {}), f"{source} [{name}]")
                 for name, cls in SECTIONS.items()}
+    if dataset == "synthetic":
+        _check_synthetic_overrides(sections["data"], (overrides or {}).get("data", {}))
     return RunConfig(method=method, dataset=dataset, profile=profile_name, seed=int(seed),
                      methods=merged, **sections)
+
+
+# A synthetic-corpus size that an override sets is only used up to the profile's cap on it.
+_SYNTHETIC_CAPS = {"synthetic_train": "max_train_sentences", "synthetic_valid": "max_eval_sentences",
+                   "synthetic_test": "max_eval_sentences", "synthetic_vocab": "max_vocab",
+                   "synthetic_length": "max_length"}
+
+
+def _check_synthetic_overrides(data: DataConfig, overridden: Mapping[str, Any]) -> None:
+    """Refuse an override of the synthetic corpus that a profile cap would silently undo."""
+    for key, cap_key in _SYNTHETIC_CAPS.items():
+        cap = getattr(data, cap_key)
+        if key in overridden and cap is not None and getattr(data, key) > cap:
+            raise BenchError(f"--set data.{key}={getattr(data, key)} has no effect: the profile caps it with "
+                             f"data.{cap_key}={cap}; set data.{cap_key} too (e.g. --set data.{cap_key}="
+                             f"{getattr(data, key)}) or choose a value <= {cap}")
 
 
 def from_dict(cls: type, raw: Mapping[str, Any], where: str):

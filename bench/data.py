@@ -205,6 +205,7 @@ class BatchedSplit:
 
     def __init__(self, sentences: Sequence[Sequence[int]], batch_size: int):
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+        self.order = order  # batch position -> index in ``sentences`` (to report per-sentence values in file order)
         self.batches = [pad_batch([sentences[i] for i in order[start: start + batch_size]])
                         for start in range(0, len(order), batch_size)]
 

@@ -4,11 +4,14 @@ A method is a small class registered by name with a frozen dataclass of settings
 change only these things, each through one hook:
 
 - the model: ``encoder_summary`` (how encoder hidden states become h(x); pooling),
-  ``posterior_mean_layer`` (a layer on the posterior mean; BN-VAE), ``uses_latent``;
+  ``posterior_mean_layer`` (a layer on the posterior mean; BN-VAE), ``initialise`` (a
+  change to the reference initialisation; BN-VAE), ``uses_latent``;
 - the objective: ``kl_weight`` (a schedule; annealing, beta-VAE) and ``kl_penalty`` (how
   the per-dimension KL enters the loss; free bits);
 - the optimisation: ``train_step`` (one update on a batch; aggressive, SA-VAE) and
-  ``on_epoch_end`` (state changes after validation).
+  ``on_epoch_end`` (state changes after validation);
+- the evaluation: ``refine_posterior`` (test-time refinement of q(z|x); SA-VAE), whose
+  metrics are recorded beside the amortized ones, labelled.
 
 Methods that change different hooks compose: ``pooling+kl_anneal`` builds a
 :class:`CombinedMethod` that routes each hook to the one part that defines it. Two parts
@@ -29,8 +32,19 @@ from bench.errors import BenchError
 if TYPE_CHECKING:  # imported for type hints only: the trainer imports this module
     from bench.train import Trainer
 
-HOOKS = ("encoder_summary", "posterior_mean_layer", "kl_weight", "kl_penalty", "train_step", "on_epoch_end")
+HOOKS = ("encoder_summary", "posterior_mean_layer", "initialise", "kl_weight", "kl_penalty", "train_step",
+         "on_epoch_end", "refine_posterior")
 COMBINE_SEPARATOR = "+"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingClock:
+    """Where training is, for schedules: ``step`` (0-based, training batches seen),
+    ``steps_per_epoch`` and ``total_steps`` = max_epochs * steps_per_epoch (the planned run)."""
+
+    step: int
+    steps_per_epoch: int
+    total_steps: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +71,12 @@ class Method:
         """Module applied to the posterior mean [B, latent_dim]; None keeps it as is."""
         return None
 
+    def initialise(self, model: nn.Module) -> None:
+        """Change the model's reference initialisation (called once, after construction)."""
+
     # -- objective ----------------------------------------------------------------------
-    def kl_weight(self, step: int, steps_per_epoch: int) -> float:
-        """Weight of the KL term at training step ``step`` (0-based)."""
+    def kl_weight(self, clock: TrainingClock) -> float:
+        """Weight of the KL term at training step ``clock.step``."""
         return 1.0
 
     def kl_penalty(self, kl_per_dim: torch.Tensor) -> torch.Tensor:
@@ -74,6 +91,12 @@ class Method:
     def on_epoch_end(self, trainer: "Trainer", epoch: int, valid: Mapping[str, float]) -> dict[str, Any]:
         """Called after each validation; returns values to record in the epoch's curve."""
         return {}
+
+    # -- evaluation -------------------------------------------------------------------------
+    def refine_posterior(self, model: nn.Module, x: torch.Tensor, mu: torch.Tensor,
+                         logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Test-time refinement of q(z|x) = N(mu, exp(logvar)); None: the amortized q only."""
+        return None
 
     # -- checkpointing of a method's own training state (e.g. a mode switch) -------------
     def state_dict(self) -> dict[str, Any]:
@@ -149,6 +172,12 @@ def method_settings(method: Method) -> dict[str, dict[str, Any]]:
 
 def _defines(part: Method, hook: str) -> bool:
     return getattr(type(part), hook) is not getattr(Method, hook)
+
+
+def defines(method: Method, hook: str) -> bool:
+    """Whether ``method`` (or, for a combination, one of its parts) overrides ``hook``."""
+    parts = method.parts if isinstance(method, CombinedMethod) else [method]
+    return any(_defines(part, hook) for part in parts)
 
 
 class CombinedMethod(Method):

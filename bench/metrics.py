@@ -120,7 +120,8 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
     KL (one z sample). With ``iw_batches`` (the whole split, or a subset of it taken in file
     order so that it is representative), also ``nll`` = -IW log-likelihood with
     ``iw_samples`` samples and ``ppl`` = exp(total NLL / total predicted tokens, end token
-    included) over those sentences.
+    included) over those sentences, and ``nll_per_sentence`` (file order when ``iw_batches``
+    is a :class:`~bench.data.BatchedSplit`), which paired comparisons of runs resample.
     """
     eval_config = eval_config or EvalConfig()
     was_training = model.training
@@ -150,14 +151,19 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
             for statistic, value in feature_dispersion(values).items():
                 result[f"{name}_{statistic}"] = value
     if iw_batches is not None:
-        nll, sentences, words = 0.0, 0, 0
+        per_sentence, words = [], 0
         for x in iw_batches:
             x = x.to(device)
-            nll -= float(iw_log_likelihood(model, x, eval_config.iw_samples,
-                                           max_elements=eval_config.iw_max_elements).sum())
-            sentences += x.size(0)
+            per_sentence.append(-iw_log_likelihood(model, x, eval_config.iw_samples,
+                                                   max_elements=eval_config.iw_max_elements).double().cpu())
             words += predicted_tokens(x)
-        result.update(nll=nll / max(1, sentences), ppl=math.exp(nll / max(1, words)), iw_sentences=sentences,
-                      iw_samples=eval_config.iw_samples)
+        nlls = torch.cat(per_sentence)
+        order = getattr(iw_batches, "order", None)  # a BatchedSplit: back to file order, for pairing runs
+        if order is not None:
+            nlls = torch.empty_like(nlls).index_copy_(0, torch.tensor(order), nlls)
+        nll = float(nlls.sum())
+        result.update(nll=nll / max(1, len(nlls)), ppl=math.exp(nll / max(1, words)), iw_sentences=len(nlls),
+                      iw_samples=eval_config.iw_samples,
+                      nll_per_sentence=[round(v, 4) for v in nlls.tolist()])
     model.train(was_training)
     return result

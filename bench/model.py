@@ -6,6 +6,12 @@ log-variance of a diagonal Gaussian q(z|x). Decoder: one-layer LSTM whose input 
 step is [word embedding; z], whose initial cell state is a linear map of z and initial
 hidden state its tanh; dropout on decoder input embeddings and outputs.
 
+As in the reference implementation (jxhe/vae-lagging-encoder, ``enc_lstm.py`` and
+``dec_lstm.py``), the three linear layers (to (mu, logvar), z -> initial cell, and the
+output layer) have no bias. This is not cosmetic: with those biases, aggressive training
+on the synthetic corpus of He et al. stays collapsed after its first epoch, where the
+reference (and this model without them) escapes (see FIDELITY.md).
+
 The evaluation interface used by :mod:`bench.metrics` is ``encode(x) -> (mu, logvar)``
 and ``log_px_given_z(x, z) -> [B, K]``, with prior N(0, I). A latent size of 0 gives a
 plain LSTM language model through the same code (its z is empty and log p(x) is exact).
@@ -70,25 +76,33 @@ class SequenceVAE(nn.Module):
             self.encoder_embedding = nn.Embedding(vocab_size, config.embed_dim, padding_idx=PAD_ID)
             self.encoder_lstm = nn.LSTM(config.embed_dim, config.encoder_hidden, batch_first=True)
             self.summary = summary if summary is not None else LastStateSummary()
-            self.to_posterior = nn.Linear(self.summary.output_dim(config.encoder_hidden), 2 * self.latent_dim)
+            self.to_posterior = nn.Linear(self.summary.output_dim(config.encoder_hidden), 2 * self.latent_dim,
+                                          bias=False)
             self.mean_layer = mean_layer if mean_layer is not None else nn.Identity()
-            self.latent_to_cell = nn.Linear(self.latent_dim, config.decoder_hidden)
+            self.latent_to_cell = nn.Linear(self.latent_dim, config.decoder_hidden, bias=False)
         self.decoder_embedding = nn.Embedding(vocab_size, config.embed_dim, padding_idx=PAD_ID)
         self.decoder_lstm = nn.LSTM(config.embed_dim + self.latent_dim, config.decoder_hidden, batch_first=True)
         self.dropout_in = nn.Dropout(config.dropout_in)
         self.dropout_out = nn.Dropout(config.dropout_out)
-        self.output = nn.Linear(config.decoder_hidden, vocab_size)
+        self.output = nn.Linear(config.decoder_hidden, vocab_size, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """U(-0.01, 0.01) for parameters, U(-0.1, 0.1) for embeddings (reference init)."""
-        for name, parameter in self.named_parameters():
+        self._reference_init(self.named_parameters())
+
+    def reset_decoder(self) -> None:
+        """Re-initialise the decoder as at construction (Li et al. 2019 reset it after pretraining)."""
+        decoder_ids = {id(p) for p in self.decoder_parameters()}
+        self._reference_init((n, p) for n, p in self.named_parameters() if id(p) in decoder_ids)
+
+    def _reference_init(self, named_parameters) -> None:
+        for name, parameter in named_parameters:
             if "mean_layer" in name:  # a method's own layer keeps its own initialisation
                 continue
-            nn.init.uniform_(parameter, -self.config.init_scale, self.config.init_scale)
-        for embedding in (getattr(self, "encoder_embedding", None), self.decoder_embedding):
-            if embedding is not None:
-                nn.init.uniform_(embedding.weight, -self.config.embed_init_scale, self.config.embed_init_scale)
+            scale = self.config.embed_init_scale if name.endswith("embedding.weight") else self.config.init_scale
+            with torch.no_grad():
+                nn.init.uniform_(parameter, -scale, scale)
 
     # -- parameter groups (aggressive training optimises them separately) --------------
     def encoder_parameters(self) -> list[nn.Parameter]:
@@ -157,7 +171,10 @@ class SequenceVAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> VaeOutput:
         """One-sample ELBO pieces for a batch (the training objective's inputs)."""
-        mu, logvar = self.encode(x)
+        return self.elbo_terms(x, *self.encode(x))
+
+    def elbo_terms(self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> VaeOutput:
+        """One-sample ELBO pieces for given posterior parameters (e.g. refined ones, SA-VAE)."""
         z = self.sample_posterior(mu, logvar, 1)
         reconstruction_nll = -self.log_px_given_z(x, z).squeeze(1)
         return VaeOutput(reconstruction_nll, gaussian_kl_per_dim(mu, logvar), mu, logvar, predicted_tokens(x))

@@ -1,9 +1,11 @@
 """Train and evaluate one run: ``python -m bench.train --method vae --dataset yahoo``.
 
 The schedule is the reference implementation's (He et al. 2019, ``text.py``): SGD with
-learning rate 1.0, gradient norm clipped at 5, validation every epoch; from
-``decay_start_epoch`` on, when the validation loss has not improved for ``decay_patience``
-epochs the learning rate is halved and the best checkpoint restored; training stops after
+learning rate 1.0, gradient norm clipped at 5, validation every epoch. The best checkpoint
+is the one with the lowest validation loss. The learning-rate rule compares each epoch's
+validation loss with the *previous epoch that was not worse* (reset at each decay): after
+``decay_patience`` worse epochs in a row, from 0-based epoch ``decay_start_epoch`` on, the
+learning rate is halved and the best checkpoint restored; training stops after
 ``max_decays`` decays or ``max_epochs``. The test evaluation uses the best checkpoint.
 Methods change the objective and the update through :mod:`bench.method` hooks only.
 """
@@ -26,8 +28,8 @@ from bench import records
 from bench.config import RunConfig, available_profiles, build_run_config, parse_overrides
 from bench.data import SYNTHETIC, BatchedSplit, Corpus, load_corpus
 from bench.errors import BenchError, run_cli
-from bench.method import Method, available_methods, build_method, method_settings
-from bench.metrics import evaluate
+from bench.method import Method, TrainingClock, available_methods, build_method, defines, method_settings
+from bench.metrics import evaluate, mutual_information
 from bench.model import SequenceVAE
 
 
@@ -51,8 +53,31 @@ def seed_everything(seed: int) -> None:
 
 def build_model(method: Method, vocab_size: int, config: RunConfig) -> SequenceVAE:
     latent_dim = config.model.latent_dim if method.uses_latent else 0
-    return SequenceVAE(vocab_size, config.model, latent_dim=latent_dim, summary=method.encoder_summary(),
-                       mean_layer=method.posterior_mean_layer(latent_dim))
+    model = SequenceVAE(vocab_size, config.model, latent_dim=latent_dim, summary=method.encoder_summary(),
+                        mean_layer=method.posterior_mean_layer(latent_dim))
+    method.initialise(model)
+    return model
+
+
+class RefinedPosterior(torch.nn.Module):
+    """A model whose q(z|x) is the method's test-time refinement of the encoder's (SA-VAE)."""
+
+    def __init__(self, model: SequenceVAE, method: Method):
+        super().__init__()
+        self.model, self.method = model, method
+        self.vocab_size = model.vocab_size
+
+    def encode(self, x):
+        return self.method.refine_posterior(self.model, x, *self.model.encode(x))
+
+    def encoder_features(self, x):
+        return self.model.encoder_features(x)
+
+    def log_px_given_z(self, x, z):
+        return self.model.log_px_given_z(x, z)
+
+    def forward(self, x):
+        return self.model.elbo_terms(x, *self.encode(x))
 
 
 class Trainer:
@@ -80,8 +105,9 @@ class Trainer:
         self.step = 0  # training batches seen (the schedules' clock)
         self.epoch = 0
         self.curves: list[dict[str, Any]] = []
-        self.best_loss = math.inf
+        self.best_loss = math.inf  # lowest validation loss (the checkpoint kept)
         self.best_state = copy.deepcopy(self.model.state_dict())
+        self.schedule_loss = math.inf  # what the learning-rate rule compares with (reference opt_dict)
         self.not_improved = 0
         self.decays = 0
         self.train_seconds = 0.0
@@ -95,14 +121,27 @@ class Trainer:
         self.decoder_optimizer = torch.optim.SGD(self.model.decoder_parameters(), lr=self.lr)
 
     @property
-    def kl_weight(self) -> float:
-        return self.method.kl_weight(self.step, len(self.train_data))
+    def clock(self) -> TrainingClock:
+        per_epoch = len(self.train_data)
+        return TrainingClock(self.step, per_epoch, self.config.train.max_epochs * per_epoch)
 
-    def objective(self, batch: torch.Tensor):
-        """Mean over sentences of  -log p(x|z) + kl_weight * kl_penalty(KL per dim),  and the forward output."""
-        out = self.model(batch)
+    @property
+    def kl_weight(self) -> float:
+        return self.method.kl_weight(self.clock)
+
+    def objective(self, batch: torch.Tensor, mu: torch.Tensor | None = None, logvar: torch.Tensor | None = None):
+        """Mean over sentences of  -log p(x|z) + kl_weight * kl_penalty(KL per dim),  and the forward output.
+
+        With ``mu`` and ``logvar`` given, q(z|x) has those parameters instead of the encoder's.
+        """
+        out = self.model(batch) if mu is None else self.model.elbo_terms(batch, mu, logvar)
         per_sentence = out.reconstruction_nll + self.kl_weight * self.method.kl_penalty(out.kl_per_dim)
         return per_sentence.mean(), out
+
+    def sentence_objective(self, model, batch: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """The training objective per sentence [B] at given posterior parameters (SVI refines it)."""
+        out = model.elbo_terms(batch, mu, logvar)
+        return out.reconstruction_nll + self.kl_weight * self.method.kl_penalty(out.kl_per_dim)
 
     def update(self, batch: torch.Tensor, encoder: bool = True, decoder: bool = True) -> dict[str, float]:
         """Backpropagate the objective on ``batch``; step the chosen sides; return statistics."""
@@ -153,9 +192,29 @@ class Trainer:
         """Test metrics with the importance-weighted NLL, timed as evaluation."""
         return self._evaluate(self.test_data, self.iw_test_data)
 
-    def _evaluate(self, data: BatchedSplit, iw_data: BatchedSplit | None = None) -> dict[str, float]:
+    def test_refined(self) -> dict[str, float] | None:
+        """Test metrics with the method's refined posterior (SA-VAE's SVI), or None."""
+        if not defines(self.method, "refine_posterior"):
+            return None
+        return self._evaluate(self.test_data, self.iw_test_data, RefinedPosterior(self.model, self.method))
+
+    def validation_mi_at_training_batch_size(self) -> float:
+        """Validation MI with the aggregate posterior over batches of the *training* batch size
+        (the MI estimate depends on the batch; aggressive training's stopping rule uses this one)."""
+        was_training = self.model.training
+        self.model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for x in BatchedSplit(self.corpus.splits["valid"], self.config.data.batch_size):
+                mu, logvar = self.model.encode(x.to(self.device))
+                total += mutual_information(mu, logvar) * x.size(0)
+                count += x.size(0)
+        self.model.train(was_training)
+        return total / max(1, count)
+
+    def _evaluate(self, data: BatchedSplit, iw_data: BatchedSplit | None = None, model=None) -> dict[str, float]:
         started = time.perf_counter()
-        result = evaluate(self.model, data, self.config.eval, iw_data, self.device)
+        result = evaluate(model or self.model, data, self.config.eval, iw_data, self.device)
         self.eval_seconds += time.perf_counter() - started
         return result
 
@@ -186,16 +245,18 @@ class Trainer:
                 "train_tokens_per_s": totals["words"] / max(seconds, 1e-9)}
 
     def end_of_epoch(self, valid: dict[str, float]) -> bool:
-        """Reference learning-rate schedule; returns True when training should stop."""
+        """Reference learning-rate schedule (``text.py``); returns True when training should stop."""
         train = self.config.train
         loss = valid["elbo_nll"]
         if loss < self.best_loss:
-            self.best_loss, self.not_improved = loss, 0
+            self.best_loss = loss
             self.best_state = copy.deepcopy(self.model.state_dict())
-            return False
+        if loss <= self.schedule_loss:
+            self.schedule_loss, self.not_improved = loss, 0
+            return self.decays >= train.max_decays
         self.not_improved += 1
-        if self.not_improved >= train.decay_patience and self.epoch >= train.decay_start_epoch:
-            self.not_improved = 0
+        if self.not_improved >= train.decay_patience and self.epoch - 1 >= train.decay_start_epoch:
+            self.schedule_loss, self.not_improved = loss, 0
             self.decays += 1
             self.lr *= train.lr_decay
             self.model.load_state_dict(self.best_state)
@@ -217,8 +278,8 @@ class Trainer:
             valid = self.validate()
             row.update({"epoch": self.epoch, "lr": self.lr, "kl_weight": self.kl_weight,
                         **{f"valid_{k}": v for k, v in valid.items() if k not in ("sentences", "words")}})
-            row.update(self.method.on_epoch_end(self, self.epoch, valid))
             stop = self.end_of_epoch(valid)
+            row.update(self.method.on_epoch_end(self, self.epoch, valid))  # after: a method may restart selection
             row.update(train_seconds=self.train_seconds, elapsed_seconds=self.train_seconds + self.eval_seconds)
             self.curves.append(row)
             if on_epoch is not None:  # checkpoint first, so an interruption after it loses nothing
@@ -233,8 +294,14 @@ class Trainer:
                 return f"time budget of {train.max_train_minutes:g} training minutes"
         return f"max_epochs={train.max_epochs}"
 
+    def restart_model_selection(self) -> None:
+        """Forget the best checkpoint and the learning-rate rule's history (a method starts a new phase)."""
+        self.best_loss = self.schedule_loss = math.inf
+        self.not_improved = 0
+        self.best_state = copy.deepcopy(self.model.state_dict())
+
     # -- checkpoints ----------------------------------------------------------------------
-    STATE_FIELDS = ("lr", "step", "epoch", "curves", "best_loss", "not_improved", "decays",
+    STATE_FIELDS = ("lr", "step", "epoch", "curves", "best_loss", "schedule_loss", "not_improved", "decays",
                     "train_seconds", "eval_seconds")
 
     def state_dict(self) -> dict[str, Any]:
@@ -316,12 +383,14 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
     trainer.model.load_state_dict(trainer.best_state)
     eval_before = trainer.eval_seconds
     test = trainer.test()
+    refined = trainer.test_refined()
     best_valid = min(trainer.curves, key=lambda row: row["valid_elbo_nll"])
     record.update(
         status="finished", stop_reason=stop_reason, epochs=trainer.epoch,
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         metrics={"test": test, "best_valid_epoch": best_valid["epoch"],
-                 "valid": {k[len("valid_"):]: v for k, v in best_valid.items() if k.startswith("valid_")}},
+                 "valid": {k[len("valid_"):]: v for k, v in best_valid.items() if k.startswith("valid_")},
+                 **({"test_refined": refined} if refined is not None else {})},
         timing={"train_seconds": trainer.train_seconds, "valid_eval_seconds": eval_before,
                 "test_eval_seconds": trainer.eval_seconds - eval_before,
                 "train_hours": trainer.train_seconds / 3600},

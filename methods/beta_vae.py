@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from bench.method import Method, register_method
+from bench.method import Method, TrainingClock, register_method
 
 
 @dataclass(frozen=True)
@@ -20,5 +20,5 @@ class BetaVAE(Method):
 
     settings_class = BetaSettings
 
-    def kl_weight(self, step: int, steps_per_epoch: int) -> float:
+    def kl_weight(self, clock: TrainingClock) -> float:
         return self.settings.beta

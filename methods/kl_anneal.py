@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass
 
-from bench.method import Method, register_method
+from bench.method import Method, TrainingClock, register_method
+from bench.objectives import linear_ramp
 
 
 @dataclass(frozen=True)
@@ -15,20 +16,11 @@ class KLAnnealSettings:
             raise ValueError("kl_start must be in [0, 1] and warm_up positive")
 
 
-def linear_ramp(step: int, steps_per_epoch: int, start: float, ramp_epochs: float) -> float:
-    """min(1, start + (step + 1) (1 - start) / (ramp_epochs * steps_per_epoch)).
-
-    The reference adds the increment before each iteration, hence ``step + 1``.
-    """
-    rate = (1.0 - start) / (ramp_epochs * steps_per_epoch)
-    return min(1.0, start + (step + 1) * rate)
-
-
 @register_method("kl_anneal")
 class KLAnneal(Method):
     """KL annealing: weight rises linearly per iteration from kl_start to 1 over warm_up epochs."""
 
     settings_class = KLAnnealSettings
 
-    def kl_weight(self, step: int, steps_per_epoch: int) -> float:
-        return linear_ramp(step, steps_per_epoch, self.settings.kl_start, self.settings.warm_up)
+    def kl_weight(self, clock: TrainingClock) -> float:
+        return linear_ramp(clock.step, clock.steps_per_epoch, self.settings.kl_start, self.settings.warm_up)

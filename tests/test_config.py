@@ -45,3 +45,13 @@ def test_bad_profile_file_names_the_file(tmp_path):
         build_run_config("vae", "synthetic", str(path))
     with pytest.raises(BenchError, match="unknown profile 'cpuu' \\(did you mean 'cpu'\\?\\)"):
         build_run_config("vae", "synthetic", "cpuu")
+
+
+def test_an_override_that_a_profile_cap_would_undo_is_refused():
+    # the cpu_text profile keeps the first 2,000 training sentences: asking for 5,000 would silently do nothing
+    with pytest.raises(BenchError, match=r"data.synthetic_train=5000 has no effect.*max_train_sentences=2000"):
+        build_run_config("vae", "synthetic", "cpu_text", 0, parse_overrides(["data.synthetic_train=5000"]))
+    config = build_run_config("vae", "synthetic", "cpu_text", 0, parse_overrides(
+        ["data.synthetic_train=5000", "data.max_train_sentences=5000"]))
+    assert config.data.synthetic_train == 5000 and config.data.max_train_sentences == 5000
+    build_run_config("vae", "synthetic", "cpu_text", 0, parse_overrides(["data.synthetic_train=1000"]))

@@ -97,3 +97,18 @@ def test_synthetic_is_deterministic_and_needs_no_files(monkeypatch):
     assert all(len(s) == 6 for s in first.splits["train"])
     other = load_corpus("synthetic", DataConfig(**{**config.__dict__, "synthetic_seed": 1}))
     assert other.splits != first.splits
+
+
+def test_synthetic_follows_he_et_al_recipe():
+    """10 tokens, the first uniform over 1,000 words, the rest from a peaked z-driven LSTM."""
+    import collections
+    import math
+    config = DataConfig(synthetic_train=2000, synthetic_valid=10, synthetic_test=10)
+    train = load_corpus("synthetic", config).splits["train"]
+    assert len(train) == 2000 and all(len(s) == 10 for s in train)
+    first = {s[0] for s in train}
+    assert len(first) > 800  # uniform over 1,000 words: ~865 distinct in 2,000 draws
+    later = collections.Counter(w for s in train for w in s[1:])
+    total = sum(later.values())
+    entropy = -sum(c / total * math.log(c / total) for c in later.values())
+    assert entropy < math.log(1000) - 1  # far from uniform

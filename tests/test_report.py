@@ -1,8 +1,11 @@
 """Report and figures from real (smoke) records, and the lagging diagnostic end to end."""
 
 import json
+import math
 
-from bench.diagnose import lagging
+import pytest
+
+from bench.diagnose import lagging, panel_statistics, summary_lines
 from bench.report import answers, write_report
 from bench.train import run
 
@@ -35,18 +38,33 @@ def test_rq2_paragraph_follows_the_numbers(tmp_path, smoke_config):
         {"label": "aggressive+kl_anneal", "dataset": "d", "nll": 98.2, "kl": 5.0, "mi": 2.9, "au": 7,
          "train_hours": 3.0, "feature_cosine_distance": 0.4}])
     text = " ".join(answers(summary, "paper"))
-    assert "pooling prevented collapse where the VAE collapsed" in text
     assert "pooling / aggressive+kl_anneal = 0.37: pooling is faster, as claimed" in text
-    assert "not distinguishable" in text and "one seed" in text  # one seed: no claim of a difference
+    assert "prevented collapse" not in text and "better log-likelihood" not in text  # one seed: no claim
+    assert "one seed on at least one side: no interval, not distinguishable" in text
     seeds = pd.concat([summary.assign(seed=0), summary.assign(seed=1, nll=summary["nll"] + 0.1)])
     text = " ".join(answers(seeds, "paper"))
+    assert "pooling prevented collapse where the VAE collapsed" in text  # MI 2.5 vs 0 in every seed
+    assert "distinguishable at 95%" in text
     assert "a better log-likelihood from the simple change, as claimed" in text and "one seed" not in text
 
 
-def test_lagging_diagnostic_writes_traces_and_figure(tmp_path):
-    traces = lagging(["vae", "pooling"], "smoke", {"train": {"max_epochs": 1}}, snapshots=3, sample=20,
+def test_lagging_diagnostic_writes_traces_statistics_and_figure(tmp_path):
+    traces = lagging(["vae", "pooling"], "smoke", {"train": {"max_epochs": 1}}, iterations=[0, 2], sample=20,
                      out=tmp_path, device="cpu", seed=0, log=quiet)
-    assert set(traces) == {"vae", "pooling"} and len(traces["vae"]) == 3
+    assert set(traces) == {"vae", "pooling"}
+    assert [f["iteration"] for f in traces["vae"]] == [0, 2, 8] and traces["vae"][-1]["end"]  # 128 / 16 = 8 steps
     saved = json.loads((tmp_path / "lagging.json").read_text())
-    assert len(saved["traces"]["pooling"][-1]["true"]) == 20
+    panel = saved["traces"]["pooling"][-1]
+    assert len(panel["true"]) == 20
+    assert {"correlation", "slope", "encoder_spread", "true_spread", "kl", "mi"} <= set(panel)
     assert (tmp_path / "lagging.png").stat().st_size > 5000 and (tmp_path / "lagging.pdf").is_file()
+    assert "| vae | 8 (end) |" in "\n".join(summary_lines(traces))
+
+
+def test_panel_statistics_known_answers():
+    true = [-2.0, -1.0, 0.0, 1.0, 2.0]
+    on_diagonal = panel_statistics(true, [0.5 * t + 1 for t in true])
+    assert on_diagonal["correlation"] == pytest.approx(1.0) and on_diagonal["slope"] == pytest.approx(0.5)
+    assert on_diagonal["true_spread"] == pytest.approx(math.sqrt(2.5))
+    flat = panel_statistics(true, [0.3] * 5)
+    assert flat["encoder_spread"] == 0.0 and flat["correlation"] == 0.0 and flat["slope"] == 0.0

@@ -4,11 +4,14 @@ import json
 import math
 import subprocess
 import sys
+import types
 
 import pytest
+import torch
 
 from bench import records
-from bench.train import TrainingDiverged, run
+from bench.config import TrainConfig
+from bench.train import Trainer, TrainingDiverged, run
 
 REQUIRED_TEST_METRICS = ("nll", "kl", "mi", "au", "ppl", "elbo_nll", "iw_samples")
 
@@ -86,7 +89,7 @@ def test_cli_errors_are_one_line(tmp_path):
     result = cli("--method", "vea", "--profile", "smoke", "--out", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: unknown method 'vea'. Did you mean 'vae'? Available: aggressive, "
-                                     "beta_vae, bn_vae, cyclical, free_bits, kl_anneal, lm, pooling, sa_vae, vae "
+                                     "beta_vae, bn_vae, cyclical, free_bits, kl_anneal, lm, pooling, pretrain_fb, sa_vae, vae "
                                      "(combine with '+', e.g. pooling+kl_anneal)")
     result = cli("--method", "vae", "--dataset", "nope", "--data-dir", str(tmp_path), "--profile", "smoke")
     assert result.returncode == 2 and "dataset folder" in result.stderr and len(result.stderr.splitlines()) == 1
@@ -109,3 +112,51 @@ def test_iw_subset_is_the_first_test_sentences_in_file_order(smoke_config):
     scored = sorted(tuple(t for t in row.tolist() if t != PAD_ID)[1:-1] for b in trainer.iw_test_data for row in b)
     assert scored == sorted(tuple(s) for s in corpus.splits["test"][:5])
     assert trainer.test()["iw_sentences"] == 5
+
+
+class ScriptedTrainer(Trainer):
+    """The learning-rate rule alone, fed a given sequence of validation losses."""
+
+    def __init__(self, train_config):
+        self.config = types.SimpleNamespace(train=train_config)
+        self.lr, self.epoch, self.decays, self.not_improved = 1.0, 0, 0, 0
+        self.best_loss = self.schedule_loss = math.inf
+        self.model = torch.nn.Linear(1, 1)
+        self.log = lambda message: None
+        self.corpus = None
+
+    def _make_optimizers(self):
+        pass
+
+
+def test_learning_rate_rule_follows_the_reference_bookkeeping():
+    """text.py: patience counts epochs worse than the last not-worse epoch (reset at each decay),
+    decay allowed from 0-based epoch 15; the best checkpoint is the global minimum."""
+    trainer = ScriptedTrainer(TrainConfig(decay_start_epoch=2, decay_patience=2, max_decays=5))
+    lrs = []
+    for loss in [10, 9, 9.5, 9.4, 9.3, 9.35]:
+        trainer.epoch += 1
+        trainer.end_of_epoch({"elbo_nll": loss})
+        lrs.append(trainer.lr)
+    # 9.5, 9.4 are worse than 9 -> decay at the 4th epoch, and 9.4 becomes the reference point;
+    # 9.3 is not worse than it (though worse than the best, 9): the counter resets, so 9.35
+    # counts once and there is no second decay (a rule against the global best would decay).
+    assert lrs == [1, 1, 1, 0.5, 0.5, 0.5]
+    assert trainer.best_loss == 9
+
+
+def test_decay_waits_for_the_start_epoch():
+    trainer = ScriptedTrainer(TrainConfig(decay_start_epoch=15, decay_patience=2))
+    for epoch in range(1, 17):  # every epoch worse: first decay at 0-based epoch 15, i.e. the 16th
+        trainer.epoch = epoch
+        trainer.end_of_epoch({"elbo_nll": float(epoch)})
+        if epoch == 15:
+            assert trainer.decays == 0
+    assert trainer.decays == 1
+
+
+def test_model_has_no_bias_where_the_reference_has_none():
+    from bench.config import ModelConfig
+    from bench.model import SequenceVAE
+    model = SequenceVAE(30, ModelConfig(embed_dim=8, encoder_hidden=8, decoder_hidden=8, latent_dim=2))
+    assert model.to_posterior.bias is None and model.latent_to_cell.bias is None and model.output.bias is None

@@ -68,7 +68,25 @@ def save_checkpoint_atomic(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_record(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """A record, or a one-line error naming the file and the fix when it is not valid JSON."""
+    from bench.errors import BenchError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise BenchError(f"{path} is not a valid record ({err.msg}, line {err.lineno}); delete its folder or rerun "
+                         "with --restart") from None
+
+
+def load_checkpoint(path: Path, device) -> dict[str, Any]:
+    """A training checkpoint: tensors and plain values only (``weights_only=True`` runs no code)."""
+    from bench.errors import BenchError
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # unpickling errors have many types; all mean the same to the user
+        raise BenchError(f"{path} is not a readable checkpoint ({type(err).__name__}); delete it or rerun with "
+                         "--restart to start the run over") from None
 
 
 def finished_records(results: Path, profile: str | None = None,

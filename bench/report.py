@@ -25,7 +25,9 @@ from bench.plots import pyplot, save
 CURVE_METRICS = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"),
                  ("valid_elbo_nll", "validation -ELBO (nats)"))
 POOLING, BASELINE, PREVIOUS_BEST = "pooling", "vae", ("aggressive+kl_anneal", "aggressive")
-COLLAPSED_KL = 0.5  # nats: below this (and with no active unit) a run counts as collapsed
+COLLAPSED_KL = 0.1  # nats: below this (and with no active unit) a run counts as collapsed
+LONGER_SUFFIX = "_3x"  # a run label with this suffix: the same method with 3x the training (scale evidence)
+NOT_REMEDIES = ("vae", "lm")
 
 
 def load_runs(results: Path, profile: str | None) -> tuple[pd.DataFrame, list[dict]]:
@@ -167,7 +169,31 @@ def answers(summary: pd.DataFrame, profile: str) -> list[str]:
         text.append("**RQ1.** Too few runs with dispersion measurements to say anything.")
     for dataset in sorted(summary["dataset"].unique()):
         text += dataset_answers(summary, dataset, scale)
+        text += scale_evidence(summary, dataset)
     return text
+
+
+def scale_evidence(summary: pd.DataFrame, dataset: str) -> list[str]:
+    """For each remedy that stayed collapsed: is it the scale? Its ``<label>_3x`` run answers."""
+    get = lambda label, column: mean_of(summary, dataset, label, column)  # noqa: E731
+    labels = [l for l in summary[summary["dataset"] == dataset]["label"].unique()
+              if l not in NOT_REMEDIES and not l.endswith(LONGER_SUFFIX) and "[" not in l]
+    stuck = [l for l in labels if collapsed(get(l, "kl"), get(l, "au"))]
+    if not stuck:
+        return []
+    parts = []
+    for label in stuck:
+        longer = label + LONGER_SUFFIX
+        if math.isnan(get(longer, "kl")):
+            parts.append(f"{label}: collapsed (KL {get(label, 'kl'):.2f}, AU {get(label, 'au'):.1f}); no 3x-training "
+                         "run in this experiment, so scale and implementation are not told apart here")
+        else:
+            still = collapsed(get(longer, "kl"), get(longer, "au"))
+            parts.append(f"{label}: collapsed (KL {get(label, 'kl'):.2f}, MI {get(label, 'mi'):.2f}); with 3x the "
+                         f"training KL {get(longer, 'kl'):.2f}, MI {get(longer, 'mi'):.2f}, AU {get(longer, 'au'):.1f}: "
+                         + ("still collapsed, so longer training at this scale does not rescue it" if still
+                            else "it escapes collapse, so the short schedule, not the method, held it back"))
+    return [f"**Remedies that stayed collapsed ({dataset}).** " + "; ".join(parts) + "."]
 
 
 def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str]:

@@ -18,6 +18,7 @@ Experiment file::
       - vae
       - pooling+kl_anneal
       - {label: beta_vae_0.2, method: beta_vae, settings: {beta_vae: {beta: 0.2}}}
+      - {label: vae_3x, method: vae, settings: {train: {max_epochs: 24}}, seeds: [0]}  # its own seeds
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class RunSpec:
     method: str
     label: str = ""
     settings: dict = field(default_factory=dict)
+    seeds: tuple[int, ...] | None = None  # this run's own seeds (default: the experiment's)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def load_experiment(path: Path) -> Experiment:
     runs = []
     for index, entry in enumerate(experiment.runs):
         spec = from_dict(RunSpec, {"method": entry} if isinstance(entry, str) else entry, f"{where} runs[{index}]")
-        runs.append(RunSpec(spec.method, spec.label or spec.method, spec.settings or {}))
+        runs.append(RunSpec(spec.method, spec.label or spec.method, spec.settings or {}, spec.seeds))
     labels = [r.label for r in runs]
     if len(set(labels)) != len(labels):
         raise BenchError(f"{where}: run labels must be unique, got {labels}")
@@ -106,9 +108,9 @@ def merge_settings(*layers: dict) -> dict:
 
 def expand(experiment: Experiment, only_datasets=None, only_seeds=None) -> list[Trial]:
     datasets = only_datasets or experiment.datasets
-    seeds = only_seeds if only_seeds is not None else experiment.seeds
     return [Trial(run.label, run.method, dataset, seed, merge_settings(experiment.settings, run.settings))
-            for dataset in datasets for run in experiment.runs for seed in seeds]
+            for dataset in datasets for run in experiment.runs
+            for seed in (only_seeds if only_seeds is not None else run.seeds or experiment.seeds)]
 
 
 def trial_config(trial: Trial, profile: str):

@@ -350,7 +350,7 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / records.CHECKPOINT_NAME
     if resume and checkpoint.is_file():
-        trainer.load_state_dict(torch.load(checkpoint, map_location=torch_device, weights_only=False))
+        trainer.load_state_dict(records.load_checkpoint(checkpoint, torch_device))
         log(f"resuming from epoch {trainer.epoch} ({checkpoint})")
     parameters = sum(p.numel() for p in trainer.model.parameters())
     log(f"{config.method} on {corpus.name} [{config.profile}] seed {config.seed}: "
@@ -412,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  python -m bench.train --method vae --dataset synthetic --profile smoke\n"
-               "  python -m bench.train --method vae --dataset yahoo_resplit --profile cpu --data-dir ../shared/data\n"
+               "  python -m bench.train --method vae --dataset yahoo_resplit --profile cpu_text --data-dir ../shared/data\n"
                "  python -m bench.train --method pooling+kl_anneal --dataset ptb --set model.latent_dim=16\n")
     what = parser.add_argument_group("what to run")
     what.add_argument("--method", metavar="NAME", help="method name, or parts joined by '+' (see --list-methods)")

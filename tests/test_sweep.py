@@ -38,6 +38,10 @@ def test_experiment_validation(tmp_path):
     assert [t.name for t in trials] == ["vae/synthetic/seed0", "vae/synthetic/seed1",
                                         "b2/synthetic/seed0", "b2/synthetic/seed1"]
     assert trials[2].settings == {"train": {"max_epochs": 2}, "beta_vae": {"beta": 0.2}}
+    own_seeds = load_experiment(write_experiment(tmp_path, "[vae, {label: vae_3x, method: vae, seeds: [0]}]"))
+    assert [t.name for t in expand(own_seeds)] == ["vae/synthetic/seed0", "vae/synthetic/seed1",
+                                                   "vae_3x/synthetic/seed0"]
+    assert len(expand(own_seeds, only_seeds=(5,))) == 2  # --seeds applies to every run
 
 
 def test_gpu_request_without_gpu_fails_fast(tmp_path):

@@ -160,3 +160,26 @@ def test_model_has_no_bias_where_the_reference_has_none():
     from bench.model import SequenceVAE
     model = SequenceVAE(30, ModelConfig(embed_dim=8, encoder_hidden=8, decoder_hidden=8, latent_dim=2))
     assert model.to_posterior.bias is None and model.latent_to_cell.bias is None and model.output.bias is None
+
+
+def test_corrupt_checkpoint_and_record_are_one_line_errors(tmp_path, smoke_config):
+    from bench.errors import BenchError
+    config = smoke_config("vae", train={"max_epochs": 2})
+
+    def interrupt_after_first_epoch(message):
+        if message.startswith("epoch   1"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path, log=interrupt_after_first_epoch)
+    checkpoint = next(tmp_path.rglob(records.CHECKPOINT_NAME))
+    assert records.load_checkpoint(checkpoint, "cpu")["epoch"] == 1  # loads with weights_only=True
+    checkpoint.write_bytes(b"not a checkpoint")
+    with pytest.raises(BenchError, match="is not a readable checkpoint.*--restart"):
+        run(config, tmp_path, log=quiet)
+    record = run(config, tmp_path, log=quiet, resume=False)
+    path = next(tmp_path.rglob(records.RECORD_NAME))
+    path.write_text("{ half a record")
+    with pytest.raises(BenchError, match="is not a valid record.*--restart"):
+        run(config, tmp_path, log=quiet)
+    assert record["status"] == "finished"

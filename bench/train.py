@@ -135,12 +135,14 @@ class Trainer:
         With ``mu`` and ``logvar`` given, q(z|x) has those parameters instead of the encoder's.
         """
         out = self.model(batch) if mu is None else self.model.elbo_terms(batch, mu, logvar)
-        per_sentence = out.reconstruction_nll + self.kl_weight * self.method.kl_penalty(out.kl_per_dim)
-        return per_sentence.mean(), out
+        return self.penalised(out).mean(), out
 
     def sentence_objective(self, model, batch: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """The training objective per sentence [B] at given posterior parameters (SVI refines it)."""
-        out = model.elbo_terms(batch, mu, logvar)
+        return self.penalised(model.elbo_terms(batch, mu, logvar))
+
+    def penalised(self, out) -> torch.Tensor:
+        """-log p(x|z) + kl_weight * kl_penalty(KL per dim), per sentence [B]."""
         return out.reconstruction_nll + self.kl_weight * self.method.kl_penalty(out.kl_per_dim)
 
     def update(self, batch: torch.Tensor, encoder: bool = True, decoder: bool = True) -> dict[str, float]:

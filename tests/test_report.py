@@ -68,3 +68,18 @@ def test_panel_statistics_known_answers():
     assert on_diagonal["true_spread"] == pytest.approx(math.sqrt(2.5))
     flat = panel_statistics(true, [0.3] * 5)
     assert flat["encoder_spread"] == 0.0 and flat["correlation"] == 0.0 and flat["slope"] == 0.0
+
+
+def test_methods_separated_from_the_vae_on_mi():
+    import pandas as pd
+    from bench.report import separated_from_vae
+    rows = []
+    for seed in range(3):
+        rows += [{"label": "vae", "dataset": "d", "seed": seed, "nll": 40.0, "kl": 0.01, "mi": 0.01 * seed, "au": 0,
+                  "ppl": 1.0, "iw_sentences": 10, "train_hours": 1.0, "hardware": "CPU"},
+                 {"label": "aggressive", "dataset": "d", "seed": seed, "nll": 39.0, "kl": 1.2, "mi": 1.0 + 0.1 * seed,
+                  "au": 1, "ppl": 1.0, "iw_sentences": 10, "train_hours": 5.0, "hardware": "CPU"},
+                 {"label": "beta", "dataset": "d", "seed": seed, "nll": 40.0, "kl": 0.05, "mi": [0.0, 0.5, -0.4][seed],
+                  "au": 0, "ppl": 1.0, "iw_sentences": 10, "train_hours": 1.0, "hardware": "CPU"}]
+    text = separated_from_vae(pd.DataFrame(rows), "d")[0]
+    assert "does not overlap the VAE's: aggressive (MI 1.10" in text and "the others (beta)" in text

@@ -71,7 +71,9 @@ def difference(frame: pd.DataFrame, dataset: str, label: str, reference: str, me
         return None
     if metric == "nll" and "nll_per_sentence" in frame:
         per_sentence = [v for v in (*a["nll_per_sentence"], *b["nll_per_sentence"])]
-        if all(isinstance(v, list) and v for v in per_sentence) and len({len(v) for v in per_sentence}) == 1:
+        if all(isinstance(v, list) and v for v in per_sentence):
+            if len({len(v) for v in per_sentence}) > 1:
+                return None  # scored on different test sentences: no comparison
             return paired_bootstrap_difference(np.array(list(a["nll_per_sentence"])),
                                                np.array(list(b["nll_per_sentence"])))
     return welch_difference(a[metric].astype(float), b[metric].astype(float))
@@ -107,7 +109,9 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         ratios.append(row["train_hours_mean"] / reference["train_hours_mean"].iloc[0]
                       if len(reference) and reference["train_hours_mean"].iloc[0] > 0 else math.nan)
     table["time_ratio"] = ratios
-    return table
+    # the reference first, the language model next, then the methods by name
+    order = table["label"].map(lambda l: (l != REFERENCE_LABEL, l != "lm", l))
+    return table.iloc[sorted(range(len(table)), key=lambda i: (table["dataset"].iloc[i], order.iloc[i]))]
 
 
 def load_published(datasets: list[str], include_unverified: bool) -> pd.DataFrame:
@@ -140,9 +144,12 @@ def fmt_difference(row, metric: str, digits: int = 2) -> str:
 
 
 def best_values(measured: pd.DataFrame) -> dict[str, float]:
+    """The best mean of each metric; NLL and PPL only among rows scored on the most common test set size."""
     best = {}
+    usual = measured["iw_sentences"].mode()
+    same_sentences = measured[measured["iw_sentences"] == usual.iloc[0]] if len(usual) else measured
     for metric, direction in BETTER.items():
-        values = measured[f"{metric}_mean"].dropna()
+        values = (same_sentences if metric in ("nll", "ppl") else measured)[f"{metric}_mean"].dropna()
         if len(values) and values.max() > values.min():  # a tie everywhere has no best
             best[metric] = values.min() if direction == "min" else values.max()
     return best

@@ -21,12 +21,12 @@ import pandas as pd
 from bench import compare, records
 from bench.errors import BenchError, run_cli
 from bench.plots import pyplot, save
-from bench.stats import mean_interval
+from bench.stats import Interval, mean_interval
 
 CURVE_METRICS = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"),
                  ("valid_elbo_nll", "validation -ELBO (nats)"))
 POOLING, BASELINE, PREVIOUS_BEST = "pooling", "vae", ("aggressive+kl_anneal", "aggressive")
-COLLAPSED_KL = 0.1  # nats: below this (and with no active unit) a run counts as collapsed
+COLLAPSED_KL = 0.1  # nats: KL or MI below this, with no active unit, counts as collapsed
 LONGER_SUFFIX = "_3x"  # a run label with this suffix: the same method with 3x the training (scale evidence)
 NOT_REMEDIES = ("vae", "lm")
 
@@ -135,14 +135,17 @@ def mean_of(summary: pd.DataFrame, dataset: str, label: str, column: str) -> flo
 
 def describe(interval) -> str:
     """``+1.23 [+0.50, +1.96], distinguishable at 95%`` (or why it is not)."""
+    if math.isnan(interval.estimate):
+        return "not comparable (scored on different test sentences)"
     if math.isnan(interval.low):
         return f"{interval.estimate:+.2f} (one seed on at least one side: no interval, not distinguishable)"
     verdict = "distinguishable at 95%" if interval.excludes_zero else "not distinguishable at 95%"
     return f"{interval.estimate:+.2f} [{interval.low:+.2f}, {interval.high:+.2f}], {verdict}"
 
 
-def collapsed(kl: float, au: float) -> bool:
-    return kl < COLLAPSED_KL and au < 1
+def collapsed(kl: float, mi: float, au: float) -> bool:
+    """No active unit, and either no KL or no information in it (a method may force KL up: free bits)."""
+    return au < 1 and min(kl, mi) < COLLAPSED_KL
 
 
 def answers(summary: pd.DataFrame, profile: str) -> list[str]:
@@ -197,17 +200,18 @@ def scale_evidence(summary: pd.DataFrame, dataset: str) -> list[str]:
     get = lambda label, column: mean_of(summary, dataset, label, column)  # noqa: E731
     labels = [l for l in summary[summary["dataset"] == dataset]["label"].unique()
               if l not in NOT_REMEDIES and not l.endswith(LONGER_SUFFIX) and "[" not in l]
-    stuck = [l for l in labels if collapsed(get(l, "kl"), get(l, "au"))]
+    stuck = [l for l in labels if collapsed(get(l, "kl"), get(l, "mi"), get(l, "au"))]
     if not stuck:
         return []
     parts = []
     for label in stuck:
         longer = label + LONGER_SUFFIX
         if math.isnan(get(longer, "kl")):
-            parts.append(f"{label}: collapsed (KL {get(label, 'kl'):.2f}, AU {get(label, 'au'):.1f}); no 3x-training "
+            parts.append(f"{label}: collapsed (KL {get(label, 'kl'):.2f}, MI {get(label, 'mi'):.2f}, AU "
+                         f"{get(label, 'au'):.1f}); no 3x-training "
                          "run in this experiment, so scale and implementation are not told apart here")
         else:
-            still = collapsed(get(longer, "kl"), get(longer, "au"))
+            still = collapsed(get(longer, "kl"), get(longer, "mi"), get(longer, "au"))
             parts.append(f"{label}: collapsed (KL {get(label, 'kl'):.2f}, MI {get(label, 'mi'):.2f}); with 3x the "
                          f"training KL {get(longer, 'kl'):.2f}, MI {get(longer, 'mi'):.2f}, AU {get(longer, 'au'):.1f}: "
                          + ("still collapsed, so longer training at this scale does not rescue it" if still
@@ -218,17 +222,19 @@ def scale_evidence(summary: pd.DataFrame, dataset: str) -> list[str]:
 def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str]:
     """RQ2-RQ4 for one dataset; every "distinguishable" comes from a 95% interval (bench.stats)."""
     get = lambda label, column: mean_of(summary, dataset, label, column)  # noqa: E731
-    change = lambda a, b, metric: compare.difference(summary, dataset, a, b, metric)  # noqa: E731
+    change = lambda a, b, metric: (compare.difference(summary, dataset, a, b, metric)  # noqa: E731
+                                   or Interval(math.nan, math.nan, math.nan, 0))
     text = []
     vae_kl, vae_au, pool_kl, pool_au = get(BASELINE, "kl"), get(BASELINE, "au"), get(POOLING, "kl"), get(POOLING, "au")
     if not math.isnan(vae_kl) and not math.isnan(pool_kl):
         mi = change(POOLING, BASELINE, "mi")
-        verdict = ("pooling prevented collapse where the VAE collapsed" if collapsed(vae_kl, vae_au)
-                   and not collapsed(pool_kl, pool_au) and mi.excludes_zero and mi.estimate > 0 else
-                   "both collapsed: pooling did not prevent collapse here" if collapsed(pool_kl, pool_au)
-                   and collapsed(vae_kl, vae_au) else "neither collapsed" if not collapsed(vae_kl, vae_au)
-                   and not collapsed(pool_kl, pool_au) else
-                   "the VAE kept its latent but pooling collapsed" if collapsed(pool_kl, pool_au) else
+        vae_collapsed = collapsed(vae_kl, get(BASELINE, "mi"), vae_au)
+        pool_collapsed = collapsed(pool_kl, get(POOLING, "mi"), pool_au)
+        verdict = ("pooling prevented collapse where the VAE collapsed" if vae_collapsed and not pool_collapsed
+                   and mi.excludes_zero and mi.estimate > 0 else
+                   "both collapsed: pooling did not prevent collapse here" if pool_collapsed and vae_collapsed
+                   else "neither collapsed" if not vae_collapsed and not pool_collapsed else
+                   "the VAE kept its latent but pooling collapsed" if pool_collapsed else
                    "pooling kept more KL, but its MI gain over the VAE is not distinguishable at 95%")
         text.append(f"**RQ2 ({dataset}).** VAE: KL {vae_kl:.2f}, MI {get(BASELINE, 'mi'):.2f}, AU {vae_au:.1f}; "
                     f"max pooling: KL {pool_kl:.2f}, MI {get(POOLING, 'mi'):.2f}, AU {pool_au:.1f}; MI pooling − VAE "
@@ -241,7 +247,7 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str
                    and nll.estimate > 0 else "pooling is better than the previous best" if nll.excludes_zero
                    else "the NLLs are not distinguishable (the paper claims they match)")
         text.append(f"**RQ3 ({dataset}).** Test NLL pooling {get(POOLING, 'nll'):.2f} vs {best} {get(best, 'nll'):.2f}; "
-                    f"pooling − {best} {describe(nll)} nats: {verdict}. Training time pooling / {best} = "
+                    f"pooling − {best} (nats) {describe(nll)}: {verdict}. Training time pooling / {best} = "
                     f"{ratio:.2f}: pooling is {'faster, as claimed' if ratio < 1 else 'not faster, unlike the claim'}.")
     if not math.isnan(get(POOLING, "nll")) and not math.isnan(get(BASELINE, "nll")):
         nll = change(POOLING, BASELINE, "nll")
@@ -251,7 +257,7 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str
         verdict = ("a better log-likelihood from the simple change, as claimed" if nll.excludes_zero
                    and nll.estimate < 0 else "a worse log-likelihood, unlike the claim" if nll.excludes_zero
                    else "no distinguishable change")
-        text.append(f"**RQ4 ({dataset}).** Pooling − standard VAE test NLL {describe(nll)} nats: {verdict}.{lm_note}")
+        text.append(f"**RQ4 ({dataset}).** Pooling − standard VAE test NLL (nats) {describe(nll)}: {verdict}.{lm_note}")
     return text
 
 

@@ -83,3 +83,20 @@ def test_methods_separated_from_the_vae_on_mi():
                   "au": 0, "ppl": 1.0, "iw_sentences": 10, "train_hours": 1.0, "hardware": "CPU"}]
     text = separated_from_vae(pd.DataFrame(rows), "d")[0]
     assert "does not overlap the VAE's: aggressive (MI 1.10" in text and "the others (beta)" in text
+
+
+def test_scale_evidence_for_collapsed_remedies():
+    import pandas as pd
+    from bench.report import scale_evidence
+    rows = [{"label": "vae", "dataset": "d", "kl": 0.01, "mi": 0.0, "au": 0},
+            {"label": "free_bits", "dataset": "d", "kl": 0.25, "mi": 0.01, "au": 0},  # KL forced up, no information
+            {"label": "free_bits_3x", "dataset": "d", "kl": 0.25, "mi": 0.02, "au": 0},
+            {"label": "cyclical", "dataset": "d", "kl": 0.01, "mi": 0.0, "au": 0},
+            {"label": "cyclical_3x", "dataset": "d", "kl": 0.9, "mi": 0.8, "au": 1},
+            {"label": "beta", "dataset": "d", "kl": 0.02, "mi": 0.0, "au": 0},
+            {"label": "aggressive", "dataset": "d", "kl": 1.2, "mi": 1.0, "au": 1}]
+    text = scale_evidence(pd.DataFrame(rows), "d")[0]
+    assert "free_bits: collapsed" in text and "still collapsed" in text
+    assert "cyclical: collapsed" in text and "it escapes collapse" in text
+    assert "beta: collapsed" in text and "no 3x-training run" in text
+    assert "aggressive" not in text and "vae:" not in text

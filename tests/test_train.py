@@ -20,6 +20,16 @@ def quiet(message):
     pass
 
 
+def interrupt_after_first_epoch(config, results):
+    """Run until the first epoch's log line, then stop as a Ctrl-C would (a checkpoint, no record)."""
+    def log(message):
+        if message.startswith("epoch   1"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(config, results, log=log)
+
+
 def test_run_writes_a_self_describing_record(tmp_path, smoke_config):
     record = run(smoke_config("vae"), tmp_path, log=quiet)
     path = next(tmp_path.rglob(records.RECORD_NAME))
@@ -48,13 +58,7 @@ def test_same_seed_same_numbers_and_finished_runs_are_not_redone(tmp_path, smoke
 
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, smoke_config):
     config = smoke_config("vae", train={"max_epochs": 3})
-
-    def interrupt_after_first_epoch(message):
-        if message.startswith("epoch   1"):
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run(config, tmp_path, log=interrupt_after_first_epoch)
+    interrupt_after_first_epoch(config, tmp_path)
     assert next(tmp_path.rglob(records.CHECKPOINT_NAME))
     assert not list(tmp_path.rglob(records.RECORD_NAME))
     messages = []
@@ -165,13 +169,7 @@ def test_model_has_no_bias_where_the_reference_has_none():
 def test_corrupt_checkpoint_and_record_are_one_line_errors(tmp_path, smoke_config):
     from bench.errors import BenchError
     config = smoke_config("vae", train={"max_epochs": 2})
-
-    def interrupt_after_first_epoch(message):
-        if message.startswith("epoch   1"):
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        run(config, tmp_path, log=interrupt_after_first_epoch)
+    interrupt_after_first_epoch(config, tmp_path)
     checkpoint = next(tmp_path.rglob(records.CHECKPOINT_NAME))
     assert records.load_checkpoint(checkpoint, "cpu")["epoch"] == 1  # loads with weights_only=True
     checkpoint.write_bytes(b"not a checkpoint")
@@ -183,3 +181,17 @@ def test_corrupt_checkpoint_and_record_are_one_line_errors(tmp_path, smoke_confi
     with pytest.raises(BenchError, match="is not a valid record.*--restart"):
         run(config, tmp_path, log=quiet)
     assert record["status"] == "finished"
+
+
+def test_run_id_depends_on_the_runs_own_method_settings_only(smoke_config):
+    from bench.method import build_method, method_settings
+
+    def identifier(config):
+        return records.run_id(config, method_settings(build_method(config.method, config.methods)))
+
+    base = identifier(smoke_config("vae"))
+    assert identifier(smoke_config("vae", sa_vae={"svi_steps": 3})) == base  # another method's setting
+    pooled = smoke_config("pooling+kl_anneal")
+    assert identifier(smoke_config("pooling+kl_anneal", sa_vae={"svi_steps": 3})) == identifier(pooled)
+    assert identifier(smoke_config("pooling+kl_anneal", kl_anneal={"warm_up": 3})) != identifier(pooled)
+    assert identifier(smoke_config("vae", train={"lr": 0.5})) != base

@@ -232,13 +232,18 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> st
     scale = "paper-scale" if profile == "paper" else f"REDUCED '{profile}' profile, not comparable to published numbers"
     if not len(mine):
         scale = "no measured runs"
+    latent_rows = mine[mine["label"] != "lm"]
+    no_active_unit = (" NO METHOD KEEPS AN ACTIVE UNIT HERE (AU 0 in every run): at this scale every remedy "
+                      "measured collapses, so the rows differ by optimisation noise only."
+                      if len(latent_rows) and (latent_rows["au_mean"].fillna(0) == 0).all() else "")
     sentences = sorted(set(int(v) for v in mine["iw_sentences"].dropna())) if "iw_sentences" in mine else []
     scored = f" on {'/'.join(map(str, sentences))} test sentences" if sentences else ""
     return (f"{dataset}: {scale}; hardware {hardware}. NLL = importance-weighted test NLL (nats/sentence){scored}; "
             f"values are mean ± half-width of the 95% t-interval over n seeds (no ± with one seed); Δ = difference "
             f"to the standard VAE with its 95% interval (NLL: bootstrap over seeds and test sentences, paired by "
             f"sentence; MI, AU: Welch); an interval that excludes 0 is a difference distinguishable at 95%; "
-            f"time / VAE = training time relative to the VAE on the same hardware; best measured value emphasised.")
+            f"time / VAE = training time relative to the VAE on the same hardware; best measured value emphasised."
+            + no_active_unit)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,3 +111,14 @@ def test_bad_input_is_one_clear_line(results, tmp_path):
     with pytest.raises(BenchError, match="several profiles \\(cpu, paper\\).*--profile"):
         compare.main(["--datasets", "yahoo", "--results", str(results)])
     compare.main(["--datasets", "yahoo", "--results", str(results), "--profile", "paper"])
+
+
+def test_caption_says_when_no_method_keeps_an_active_unit(tmp_path, capsys):
+    root = tmp_path / "results"
+    for label in ("vae", "pooling"):
+        write_record(root, label, "d", 0, 100.0, 0.5, 1.0)  # kl 0.5 -> au int(0.5) = 0
+    compare.main(["--datasets", "d", "--results", str(root)])
+    assert "NO METHOD KEEPS AN ACTIVE UNIT HERE" in capsys.readouterr().out
+    write_record(root, "bn_vae", "d", 0, 100.0, 2.0, 1.0)  # au 2
+    compare.main(["--datasets", "d", "--results", str(root)])
+    assert "NO METHOD KEEPS" not in capsys.readouterr().out

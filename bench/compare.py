@@ -70,7 +70,7 @@ def difference(frame: pd.DataFrame, dataset: str, label: str, reference: str, me
     if not len(a) or not len(b):
         return None
     if metric == "nll" and "nll_per_sentence" in frame:
-        per_sentence = [v for v in (*a["nll_per_sentence"], *b["nll_per_sentence"])]
+        per_sentence = [*a["nll_per_sentence"], *b["nll_per_sentence"]]
         if all(isinstance(v, list) and v for v in per_sentence):
             if len({len(v) for v in per_sentence}) > 1:
                 return None  # scored on different test sentences: no comparison

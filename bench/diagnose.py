@@ -26,7 +26,7 @@ from bench.data import load_corpus, pad_batch
 from bench.errors import BenchError, run_cli
 from bench.plots import pyplot, save
 from bench.method import build_method
-from bench.metrics import kl_to_prior, mutual_information
+from bench.metrics import kl_to_prior, mean_mutual_information
 from bench.train import Trainer, resolve_device
 
 GRID_LIMIT = 20.0  # the reference integrates z over [-20, 20] in steps of 0.1 (toy.py --zmin/--zmax/--dz)
@@ -84,11 +84,11 @@ def snapshot(model, x: torch.Tensor, batch_size: int, iteration: int) -> dict:
     model.eval()
     true = true_posterior_mean(model, x).tolist()
     mu, logvar = model.encode(x)
-    mi = sum(mutual_information(m, lv) * m.size(0) for m, lv in zip(mu.split(batch_size), logvar.split(batch_size)))
+    mi = mean_mutual_information(zip(mu.split(batch_size), logvar.split(batch_size)))
     model.train(was_training)
     encoder = mu[:, 0].tolist()
     return {"iteration": iteration, "true": true, "encoder": encoder, **panel_statistics(true, encoder),
-            "kl": float(kl_to_prior(mu, logvar).mean()), "mi": mi / x.size(0)}
+            "kl": float(kl_to_prior(mu, logvar).mean()), "mi": mi}
 
 
 def lagging(methods: list[str], profile: str, overrides: dict, iterations: list[int], sample: int, out: Path,
@@ -175,7 +175,8 @@ def plot_lagging(traces: dict, stem: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.diagnose", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="example:\n  python -m bench.diagnose lagging --methods vae,aggressive,pooling --set train.max_epochs=5\n")
+                                     epilog="example:\n  python -m bench.diagnose lagging --methods vae,aggressive,pooling "
+                                            "--set train.max_epochs=5\n")
     commands = parser.add_subparsers(dest="command", required=True)
     lag = commands.add_parser("lagging", help="posterior mean space on the synthetic data")
     lag.add_argument("--methods", default="vae,aggressive,pooling", metavar="A,B")

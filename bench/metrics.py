@@ -80,6 +80,16 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor) -> float:
     return float(neg_entropy - log_aggregate.mean())
 
 
+def mean_mutual_information(posteriors: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Batch-size-weighted mean of :func:`mutual_information` over batches of (mu, logvar),
+    as the reference's ``calc_mi``; the batches decide the aggregate posterior."""
+    total, count = 0.0, 0
+    for mu, logvar in posteriors:
+        total += mutual_information(mu, logvar) * mu.size(0)
+        count += mu.size(0)
+    return total / max(1, count)
+
+
 def active_units(posterior_means: torch.Tensor, threshold: float = 0.01) -> int:
     """Number of latent dimensions the encoder uses (Burda et al. 2016, Section 5.2):
 

@@ -42,7 +42,8 @@ def load_runs(results: Path, profile: str | None) -> tuple[pd.DataFrame, list[di
         test, valid = r["metrics"]["test"], r["curves"][-1]
         rows.append({"label": r["label"], "dataset": r["dataset"], "seed": r["seed"], "profile": r["profile"],
                      "nll": test["nll"], "kl": test["kl"], "mi": test["mi"], "au": test["au"], "ppl": test["ppl"],
-                     "iw_sentences": test.get("iw_sentences"), "train_hours": r["timing"]["train_hours"], "hardware": records.hardware_label(r),
+                     "iw_sentences": test.get("iw_sentences"), "train_hours": r["timing"]["train_hours"],
+                     "hardware": records.hardware_label(r),
                      "feature_variance": test.get("feature_variance"),
                      "feature_cosine_distance": test.get("feature_cosine_distance"),
                      "mu_variance": test.get("mu_variance"), "final_valid_kl": valid.get("valid_kl"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import math
 import random
 import sys
@@ -29,7 +30,7 @@ from bench.config import RunConfig, available_profiles, build_run_config, parse_
 from bench.data import SYNTHETIC, BatchedSplit, Corpus, load_corpus
 from bench.errors import BenchError, run_cli
 from bench.method import Method, TrainingClock, available_methods, build_method, defines, method_settings
-from bench.metrics import evaluate, mutual_information
+from bench.metrics import evaluate, mean_mutual_information
 from bench.model import SequenceVAE
 
 
@@ -205,14 +206,15 @@ class Trainer:
         (the MI estimate depends on the batch; aggressive training's stopping rule uses this one)."""
         was_training = self.model.training
         self.model.eval()
-        total, count = 0.0, 0
         with torch.no_grad():
-            for x in BatchedSplit(self.corpus.splits["valid"], self.config.data.batch_size):
-                mu, logvar = self.model.encode(x.to(self.device))
-                total += mutual_information(mu, logvar) * x.size(0)
-                count += x.size(0)
+            mi = mean_mutual_information(self.model.encode(x.to(self.device))
+                                         for x in self.valid_at_training_batch_size)
         self.model.train(was_training)
-        return total / max(1, count)
+        return mi
+
+    @functools.cached_property
+    def valid_at_training_batch_size(self) -> BatchedSplit:
+        return BatchedSplit(self.corpus.splits["valid"], self.config.data.batch_size)
 
     def _evaluate(self, data: BatchedSplit, iw_data: BatchedSplit | None = None, model=None) -> dict[str, float]:
         started = time.perf_counter()

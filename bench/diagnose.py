@@ -27,7 +27,7 @@ from bench.errors import BenchError, run_cli
 from bench.plots import pyplot, save
 from bench.method import build_method
 from bench.metrics import kl_to_prior, mean_mutual_information
-from bench.train import Trainer, resolve_device
+from bench.loop import Trainer, resolve_device
 
 GRID_LIMIT = 20.0  # the reference integrates z over [-20, 20] in steps of 0.1 (toy.py --zmin/--zmax/--dz)
 GRID_STEP = 0.1

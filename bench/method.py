@@ -9,7 +9,9 @@ change only these things, each through one hook:
 - the objective: ``kl_weight`` (a schedule; annealing, beta-VAE) and ``kl_penalty`` (how
   the per-dimension KL enters the loss; free bits);
 - the optimisation: ``train_step`` (one update on a batch; aggressive, SA-VAE) and
-  ``on_epoch_end`` (state changes after validation);
+  ``on_epoch_end`` (state changes after validation); both receive a
+  :class:`~bench.step.StepContext` (the objective, the updates, a random batch, logging),
+  never the training loop itself;
 - the evaluation: ``refine_posterior`` (test-time refinement of q(z|x); SA-VAE), whose
   metrics are recorded beside the amortized ones, labelled.
 
@@ -29,8 +31,8 @@ from torch import nn
 
 from bench.errors import BenchError
 
-if TYPE_CHECKING:  # imported for type hints only: the trainer imports this module
-    from bench.train import Trainer
+if TYPE_CHECKING:  # for type hints only: bench.step imports this module, never the reverse at run time
+    from bench.step import StepContext, StepStatistics
 
 HOOKS = ("encoder_summary", "posterior_mean_layer", "initialise", "kl_weight", "kl_penalty", "train_step",
          "on_epoch_end", "refine_posterior")
@@ -84,11 +86,11 @@ class Method:
         return kl_per_dim.sum(dim=1)
 
     # -- optimisation -------------------------------------------------------------------
-    def train_step(self, trainer: "Trainer", batch: torch.Tensor) -> dict[str, float]:
-        """One update on ``batch``; returns the step's statistics."""
-        return trainer.joint_step(batch)
+    def train_step(self, context: "StepContext", batch: torch.Tensor) -> "StepStatistics":
+        """One update on ``batch`` through the step context; returns the step's statistics."""
+        return context.joint_step(batch)
 
-    def on_epoch_end(self, trainer: "Trainer", epoch: int, valid: Mapping[str, float]) -> dict[str, Any]:
+    def on_epoch_end(self, context: "StepContext", epoch: int, valid: Mapping[str, float]) -> dict[str, Any]:
         """Called after each validation; returns values to record in the epoch's curve."""
         return {}
 

@@ -24,7 +24,7 @@ from bench.errors import BenchError, run_cli
 from bench.method import build_method
 from bench.metrics import iw_log_likelihood
 from bench.records import environment
-from bench.train import Trainer, resolve_device
+from bench.loop import Trainer, resolve_device
 
 DEFAULT_VOCAB = 20000  # Yahoo/Yelp vocabulary when the profile has no cap
 DEFAULT_LENGTH = 80  # about the mean Yahoo document length

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from bench.config import RunConfig
+from bench.errors import BenchError
 
 RECORD_NAME = "record.json"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -45,9 +46,19 @@ def run_dir(results: Path, config: RunConfig, identifier: str, label: str | None
     return Path(results) / config.profile / config.dataset / name / f"seed{config.seed}-{identifier}"
 
 
+def make_run_dir(folder: Path) -> None:
+    """Create a run's folder, or say in one line which part of its path is not a folder."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise BenchError(f"cannot create results folder {folder}: {blocking} is a file, not a folder; "
+                         "pass a folder to --out / --results") from None
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON to a temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_run_dir(path.parent)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w") as out:
@@ -73,8 +84,6 @@ def save_checkpoint_atomic(path: Path, state: dict[str, Any]) -> None:
 
 def load_record(path: Path) -> dict[str, Any]:
     """A record, or a one-line error naming the file and the fix when it is not valid JSON."""
-    from bench.errors import BenchError
-
     try:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
@@ -84,8 +93,6 @@ def load_record(path: Path) -> dict[str, Any]:
 
 def load_checkpoint(path: Path, device) -> dict[str, Any]:
     """A training checkpoint: tensors and plain values only (``weights_only=True`` runs no code)."""
-    from bench.errors import BenchError
-
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # unpickling errors have many types; all mean the same to the user
@@ -100,8 +107,6 @@ def finished_records(results: Path, profile: str | None = None,
     Without ``profile``, records of several profiles are an error: reduced-scale and
     paper-scale numbers must never be mixed in one table.
     """
-    from bench.errors import BenchError
-
     found = []
     for path in sorted(Path(results).glob(f"*/*/**/{RECORD_NAME}")):
         try:

@@ -2,7 +2,7 @@
 
 ``python -m bench.sweep experiments/cpu.yaml`` reads an experiment file, skips runs whose
 record is already finished, and schedules the rest as Ray Tune trials, each one a call of
-:func:`bench.train.run` (the same code path as ``python -m bench.train``). Runs resume from
+:func:`bench.lifecycle.run` (the same code path as ``python -m bench.train``). Runs resume from
 their last epoch checkpoint, so killing the sweep and starting it again loses at most the
 epoch in progress and never a finished record. A failing trial is recorded as failed with
 its reason and does not stop the others.
@@ -142,7 +142,7 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
     import ray
     from ray import tune
 
-    from bench.train import run
+    from bench.lifecycle import run
 
     trial = Trial(**params["trial"])
     node = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": platform.node()}

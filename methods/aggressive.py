@@ -8,6 +8,7 @@ from typing import Any, Mapping
 import torch
 
 from bench.method import Method, register_method
+from bench.step import StepContext, StepStatistics
 
 
 @dataclass(frozen=True)
@@ -45,32 +46,32 @@ class Aggressive(Method):
         self.previous_mi = self.settings.initial_previous_mi
         self.inner_steps = 0  # encoder-only steps this epoch, for the curves
 
-    def train_step(self, trainer, batch: torch.Tensor) -> dict[str, float]:
+    def train_step(self, context: StepContext, batch: torch.Tensor) -> StepStatistics:
         if not self.aggressive:
-            return trainer.joint_step(batch)
+            return context.joint_step(batch)
         previous_loss, loss_sum, words = float("inf"), 0.0, 0
         encoder_batch = batch
         for inner in range(1, self.settings.max_inner_steps + 1):
-            stats = trainer.encoder_step(encoder_batch)
+            stats = context.encoder_step(encoder_batch)
             self.inner_steps += 1
             loss_sum += stats["loss"]
             words += stats["words"]
-            encoder_batch = trainer.random_train_batch()
+            encoder_batch = context.random_batch()
             if inner % self.settings.check_every == 0:
-                current_loss = loss_sum / words
+                current_loss = float(loss_sum) / words  # the only wait for the device in the loop
                 if current_loss > previous_loss:
                     break
                 previous_loss, loss_sum, words = current_loss, 0.0, 0
-        return trainer.decoder_step(batch)
+        return context.decoder_step(batch)
 
-    def on_epoch_end(self, trainer, epoch: int, valid: Mapping[str, float]) -> dict[str, Any]:
+    def on_epoch_end(self, context: StepContext, epoch: int, valid: Mapping[str, float]) -> dict[str, Any]:
         row = {"aggressive": self.aggressive, "encoder_inner_steps": self.inner_steps}
         if self.aggressive:
-            mi = trainer.validation_mi_at_training_batch_size()
+            mi = context.validation_mi()
             row["aggressive_rule_mi"] = mi
             if mi < self.previous_mi:
                 self.aggressive = False
-                trainer.log(f"  aggressive training ends after epoch {epoch}: validation MI "
+                context.log(f"  aggressive training ends after epoch {epoch}: validation MI "
                             f"{mi:.3f} < {self.previous_mi:.3f}")
             self.previous_mi = mi
         self.inner_steps = 0

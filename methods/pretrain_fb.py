@@ -6,6 +6,7 @@ from typing import Any, Literal, Mapping
 import torch
 
 from bench.method import Method, TrainingClock, register_method
+from bench.step import StepContext
 from bench.objectives import FREE_BITS_VARIANTS, linear_ramp
 
 
@@ -49,13 +50,13 @@ class PretrainFreeBits(Method):
     def kl_penalty(self, kl_per_dim: torch.Tensor) -> torch.Tensor:
         return FREE_BITS_VARIANTS[self.settings.variant](kl_per_dim, self.settings.target)
 
-    def on_epoch_end(self, trainer, epoch: int, valid: Mapping[str, float]) -> dict[str, Any]:
+    def on_epoch_end(self, context: StepContext, epoch: int, valid: Mapping[str, float]) -> dict[str, Any]:
         row = {"pretraining": self.pretraining}
         if self.pretraining and epoch >= self.settings.pretrain_epochs:
             self.pretraining = False
-            trainer.model.reset_decoder()
-            trainer.restart_model_selection()
-            trainer.log(f"  autoencoder pretraining ends after epoch {epoch}: decoder re-initialised")
+            context.model.reset_decoder()
+            context.restart_model_selection()
+            context.log(f"  autoencoder pretraining ends after epoch {epoch}: decoder re-initialised")
         return row
 
     def state_dict(self) -> dict[str, Any]:

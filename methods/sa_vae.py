@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 
 from bench.method import Method, register_method
+from bench.step import StepContext, StepStatistics
 
 
 @dataclass(frozen=True)
@@ -67,17 +68,13 @@ class SemiAmortizedVAE(Method):
 
     settings_class = SAVAESettings
 
-    def train_step(self, trainer, batch: torch.Tensor) -> dict[str, float]:
-        model = trainer.model
+    def train_step(self, context: StepContext, batch: torch.Tensor) -> StepStatistics:
+        model = context.model
         model.zero_grad(set_to_none=True)
         mu0, logvar0 = model.encode(batch)
-        mu, logvar = refine(model, batch, mu0, logvar0, self.settings, trainer.sentence_objective,
+        mu, logvar = refine(model, batch, mu0, logvar0, self.settings, context.sentence_objective,
                             create_graph=True)
-        loss, out = trainer.objective(batch, mu, logvar)
-        trainer.check_finite(loss)
-        loss.backward()
-        trainer.apply_gradients()
-        return trainer.step_statistics(loss, out, batch)
+        return context.step_on(*context.objective(batch, mu, logvar), batch)
 
     def refine_posterior(self, model, x, mu, logvar):
         with torch.enable_grad():

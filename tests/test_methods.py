@@ -9,7 +9,8 @@ from bench.data import load_corpus, pad_batch
 from bench.errors import BenchError
 from bench.method import available_methods, build_method
 from bench.model import SequenceVAE
-from bench.train import Trainer
+from bench.loop import Trainer
+from bench.step import StepContext
 from methods.kl_anneal import KLAnnealSettings
 from methods.pooling import MaskedPooling
 from bench.method import TrainingClock
@@ -27,7 +28,7 @@ def make_trainer(smoke_config, method_spec, **settings):
 def test_every_method_trains_and_evaluates(smoke_config, name):
     trainer = make_trainer(smoke_config, name)
     for batch in list(trainer.train_data)[:2]:
-        stats = trainer.method.train_step(trainer, batch)
+        stats = trainer.method.train_step(trainer.context, batch)
         trainer.step += 1
         assert math.isfinite(stats["loss"]) and stats["sentences"] == batch.size(0)
     result = trainer.test()
@@ -108,10 +109,10 @@ def test_pretrain_fb_trains_an_autoencoder_then_resets_the_decoder(smoke_config)
     assert method.kl_weight(TrainingClock(per_epoch - 1, per_epoch, 10 * per_epoch)) == 0.0
     assert method.kl_weight(TrainingClock(per_epoch, per_epoch, 10 * per_epoch)) == pytest.approx(1 / per_epoch)
     for batch in trainer.train_data:
-        method.train_step(trainer, batch)
+        method.train_step(trainer.context, batch)
     encoder_before = snapshot(trainer.model.encoder_parameters())
     decoder_before = snapshot(trainer.model.decoder_parameters())
-    method.on_epoch_end(trainer, 1, {"mi": 0.0})
+    method.on_epoch_end(trainer.context, 1, {"mi": 0.0})
     assert all(torch.equal(a, b) for a, b in zip(encoder_before, trainer.model.encoder_parameters()))
     assert all(not torch.equal(a, b) for a, b in zip(decoder_before, trainer.model.decoder_parameters()))
     assert max(float(p.detach().abs().max()) for p in trainer.model.decoder_parameters()) <= 0.1  # reference init again
@@ -122,7 +123,7 @@ def test_bn_vae_scale_stays_fixed(smoke_config):
     trainer = make_trainer(smoke_config, "bn_vae", bn_vae={"gamma": 0.7})
     layer = trainer.model.mean_layer
     for batch in list(trainer.train_data)[:3]:
-        trainer.method.train_step(trainer, batch)
+        trainer.method.train_step(trainer.context, batch)
     assert torch.all(layer.weight == 0.7) and not layer.weight.requires_grad
     assert layer.bias.abs().sum() > 0  # the bias is learned
     with torch.no_grad():  # in training mode the mean's spread across the batch is gamma (plus BN's eps)
@@ -144,7 +145,7 @@ def test_bn_vae_normalised_means_are_active_at_initialisation(smoke_config):
 
 def test_bn_vae_accepts_a_training_batch_of_one_sentence(smoke_config):
     trainer = make_trainer(smoke_config, "bn_vae")
-    stats = trainer.method.train_step(trainer, pad_batch(trainer.corpus.splits["train"][:1]))
+    stats = trainer.method.train_step(trainer.context, pad_batch(trainer.corpus.splits["train"][:1]))
     assert math.isfinite(stats["loss"])
 
 
@@ -157,14 +158,14 @@ def test_aggressive_inner_phase_updates_the_encoder_only(smoke_config):
     batch = next(iter(trainer.train_data))
     encoder_before = snapshot(trainer.model.encoder_parameters())
     decoder_before = snapshot(trainer.model.decoder_parameters())
-    trainer.encoder_step(batch)
+    trainer.context.encoder_step(batch)
     assert all(torch.equal(a, b) for a, b in zip(decoder_before, trainer.model.decoder_parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(encoder_before, trainer.model.encoder_parameters()))
     # a whole aggressive step: inner encoder steps, then one decoder-only step
     calls = []
-    trainer.encoder_step = lambda b: calls.append("enc") or Trainer.encoder_step(trainer, b)
-    trainer.decoder_step = lambda b: calls.append("dec") or Trainer.decoder_step(trainer, b)
-    trainer.method.train_step(trainer, batch)
+    trainer.context.encoder_step = lambda b: calls.append("enc") or StepContext.encoder_step(trainer.context, b)
+    trainer.context.decoder_step = lambda b: calls.append("dec") or StepContext.decoder_step(trainer.context, b)
+    trainer.method.train_step(trainer.context, batch)
     assert calls[-1] == "dec" and calls.count("dec") == 1 and 2 <= calls.count("enc") <= 5
 
 
@@ -173,17 +174,17 @@ def test_aggressive_mode_switches_off_when_validation_mi_drops(smoke_config):
     method = trainer.method
     assert method.previous_mi == 0.0  # text.py starts from 0 (toy.py: -1, a setting)
     measured = iter([0.5, 0.8, 0.6, 2.0])
-    trainer.validation_mi_at_training_batch_size = lambda: next(measured)
-    method.on_epoch_end(trainer, 1, {"mi": 9.0})  # the rule reads the training-batch-size MI, not valid["mi"]
-    method.on_epoch_end(trainer, 2, {"mi": 9.0})
+    trainer.context.validation_mi = lambda: next(measured)
+    method.on_epoch_end(trainer.context, 1, {"mi": 9.0})  # the rule reads the training-batch-size MI, not valid["mi"]
+    method.on_epoch_end(trainer.context, 2, {"mi": 9.0})
     assert method.aggressive
-    method.on_epoch_end(trainer, 3, {"mi": 9.0})
+    method.on_epoch_end(trainer.context, 3, {"mi": 9.0})
     assert not method.aggressive
-    method.on_epoch_end(trainer, 4, {"mi": 9.0})
+    method.on_epoch_end(trainer.context, 4, {"mi": 9.0})
     assert not method.aggressive  # off for good
     calls = []
-    trainer.joint_step = lambda b: calls.append("joint") or Trainer.joint_step(trainer, b)
-    method.train_step(trainer, next(iter(trainer.train_data)))
+    trainer.context.joint_step = lambda b: calls.append("joint") or StepContext.joint_step(trainer.context, b)
+    method.train_step(trainer.context, next(iter(trainer.train_data)))
     assert calls == ["joint"]
 
 
@@ -202,9 +203,9 @@ def test_aggressive_inner_loop_stops_when_the_loss_per_word_rises(smoke_config):
         steps.append(1)
         return {"loss": next(losses) * 10, "words": 10}
 
-    trainer.encoder_step = fake_encoder_step
-    trainer.decoder_step = lambda batch: {"decoder": 1}
-    trainer.method.train_step(trainer, next(iter(trainer.train_data)))
+    trainer.context.encoder_step = fake_encoder_step
+    trainer.context.decoder_step = lambda batch: {"decoder": 1}
+    trainer.method.train_step(trainer.context, next(iter(trainer.train_data)))
     assert len(steps) == 15
 
 
@@ -235,14 +236,14 @@ def test_sa_vae_refinement_does_not_lower_the_elbo(smoke_config):
     trainer = make_trainer(smoke_config, "sa_vae", sa_vae={"svi_steps": 2})
     model = trainer.model
     for batch in list(trainer.train_data)[:3]:  # a slightly trained model, not the init
-        trainer.method.train_step(trainer, batch)
+        trainer.method.train_step(trainer.context, batch)
     model.eval()
     batch = next(iter(trainer.train_data))
     mu, logvar = model.encode(batch)
     # batch-mean objective: lr = batch size gives each sentence a unit step size
     settings = SAVAESettings(svi_steps=10, svi_lr=float(batch.size(0)))
     with torch.enable_grad():
-        refined = refine(model, batch, mu, logvar, settings, trainer.sentence_objective)
+        refined = refine(model, batch, mu, logvar, settings, trainer.context.sentence_objective)
 
     def elbo(m, lv):
         torch.manual_seed(0)  # the same noise for both: the difference is not Monte-Carlo error
@@ -280,11 +281,11 @@ def test_sa_vae_trains_the_decoder_through_the_svi_trajectory(smoke_config):
         torch.manual_seed(0)
         model.zero_grad()
         mu, logvar = refine(model, batch, *model.encode(batch), trainer.method.settings,
-                            trainer.sentence_objective, create_graph=True)
+                            trainer.context.sentence_objective, create_graph=True)
         if not through_trajectory:
             mu, logvar = mu.detach(), logvar.detach()
         torch.manual_seed(1)
-        trainer.objective(batch, mu, logvar)[0].backward()
+        trainer.context.objective(batch, mu, logvar)[0].backward()
         return torch.cat([p.grad.flatten() for p in model.decoder_parameters()])
 
     assert not torch.allclose(decoder_grad(True), decoder_grad(False))

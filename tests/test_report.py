@@ -7,7 +7,7 @@ import pytest
 
 from bench.diagnose import lagging, panel_statistics, summary_lines
 from bench.report import answers, write_report
-from bench.train import run
+from bench.lifecycle import run
 
 
 def quiet(message):

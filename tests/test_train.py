@@ -11,7 +11,9 @@ import torch
 
 from bench import records
 from bench.config import TrainConfig
-from bench.train import Trainer, TrainingDiverged, run
+from bench.lifecycle import run
+from bench.loop import Trainer
+from bench.step import TrainingDiverged
 
 REQUIRED_TEST_METRICS = ("nll", "kl", "mi", "au", "ppl", "elbo_nll", "iw_samples")
 
@@ -79,6 +81,11 @@ def test_nan_loss_fails_with_a_record_and_one_line(tmp_path, smoke_config):
 
 def test_lm_and_vae_records_share_the_schema(tmp_path, smoke_config):
     lm = run(smoke_config("lm"), tmp_path, log=quiet)["metrics"]["test"]
+    vae = run(smoke_config("vae"), tmp_path, log=quiet)["metrics"]["test"]
+    # one schema: the VAE adds only the encoder's dispersion statistics (the LM has no encoder)
+    assert set(lm) <= set(vae)
+    assert set(vae) - set(lm) == {f"{v}_{s}" for v in ("feature", "mu") for s in ("variance", "cosine_distance")}
+    assert vae["kl"] > 0 and vae["nll"] < vae["elbo_nll"] + 1.0  # a VAE has a KL; IW no looser than the ELBO
     assert lm["kl"] == 0 and lm["au"] == 0
     assert lm["nll"] == pytest.approx(lm["elbo_nll"], rel=1e-4)  # exact for a language model
     assert math.isfinite(lm["ppl"])
@@ -99,6 +106,14 @@ def test_cli_errors_are_one_line(tmp_path):
     assert result.returncode == 2 and "dataset folder" in result.stderr and len(result.stderr.splitlines()) == 1
 
 
+def test_out_pointing_at_a_file_is_a_one_line_error(tmp_path):
+    existing = tmp_path / "results.txt"
+    existing.write_text("keep me")
+    result = cli("--method", "vae", "--profile", "smoke", "--out", str(existing), "--quiet")
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+    assert "is a file, not a folder" in result.stderr and existing.read_text() == "keep me"
+
+
 def test_cli_trains_and_prints_the_result(tmp_path):
     result = cli("--method", "pooling", "--profile", "smoke", "--out", str(tmp_path), "--quiet")
     assert result.returncode == 0, result.stderr
@@ -109,7 +124,6 @@ def test_iw_subset_is_the_first_test_sentences_in_file_order(smoke_config):
     import torch
     from bench.data import PAD_ID, load_corpus
     from bench.method import build_method
-    from bench.train import Trainer
     config = smoke_config("vae", eval={"iw_max_sentences": 5})
     corpus = load_corpus(config.dataset, config.data)
     trainer = Trainer(config, build_method("vae"), corpus, torch.device("cpu"), log=quiet)
@@ -123,14 +137,12 @@ class ScriptedTrainer(Trainer):
 
     def __init__(self, train_config):
         self.config = types.SimpleNamespace(train=train_config)
-        self.lr, self.epoch, self.decays, self.not_improved = 1.0, 0, 0, 0
+        self.epoch, self.decays, self.not_improved = 0, 0, 0
         self.best_loss = self.schedule_loss = math.inf
         self.model = torch.nn.Linear(1, 1)
         self.log = lambda message: None
-        self.corpus = None
-
-    def _make_optimizers(self):
-        pass
+        self.context = types.SimpleNamespace(lr=1.0)
+        self.context.set_learning_rate = lambda lr: setattr(self.context, "lr", lr)
 
 
 def test_learning_rate_rule_follows_the_reference_bookkeeping():

@@ -1,0 +1,262 @@
+"""The training loop: epochs, validation, the learning-rate schedule, model selection.
+
+The schedule is the reference implementation's (He et al. 2019, ``text.py``): SGD with
+learning rate 1.0, gradient norm clipped at 5, validation every epoch. The best checkpoint
+is the one with the lowest validation loss. The learning-rate rule compares each epoch's
+validation loss with the *previous epoch that was not worse* (reset at each decay): after
+``decay_patience`` worse epochs in a row, from 0-based epoch ``decay_start_epoch`` on, the
+learning rate is halved and the best checkpoint restored; training stops after
+``max_decays`` decays or ``max_epochs``. The test evaluation uses the best checkpoint.
+Methods change the objective and the update through :mod:`bench.method` hooks, which get a
+:class:`~bench.step.StepContext`, never the loop itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import random
+import sys
+import time
+from typing import Any, Callable
+
+import torch
+
+from bench.config import RunConfig
+from bench.data import BatchedSplit, Corpus
+from bench.errors import BenchError
+from bench.method import Method, TrainingClock, defines
+from bench.metrics import evaluate, mean_mutual_information
+from bench.model import SequenceVAE
+from bench.step import StepContext, check_finite
+
+FINITE_CHECK_EVERY = 50  # steps between checks of the running loss (each check waits for the device)
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``cuda`` when asked for or available, else ``cpu``; asking for a missing GPU is an error."""
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for but torch sees no GPU; use --device cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(method: Method, vocab_size: int, config: RunConfig) -> SequenceVAE:
+    latent_dim = config.model.latent_dim if method.uses_latent else 0
+    model = SequenceVAE(vocab_size, config.model, latent_dim=latent_dim, summary=method.encoder_summary(),
+                        mean_layer=method.posterior_mean_layer(latent_dim))
+    method.initialise(model)
+    return model
+
+
+class RefinedPosterior(torch.nn.Module):
+    """A model whose q(z|x) is the method's test-time refinement of the encoder's (SA-VAE)."""
+
+    def __init__(self, model: SequenceVAE, method: Method):
+        super().__init__()
+        self.model, self.method = model, method
+        self.vocab_size = model.vocab_size
+
+    def encode(self, x):
+        return self.method.refine_posterior(self.model, x, *self.model.encode(x))
+
+    def encoder_features(self, x):
+        return self.model.encoder_features(x)
+
+    def log_px_given_z(self, x, z):
+        return self.model.log_px_given_z(x, z)
+
+    def forward(self, x):
+        return self.model.elbo_terms(x, *self.encode(x))
+
+
+class Trainer:
+    """Owns the model, the data and the schedule; a method's hooks see only ``self.context``."""
+
+    def __init__(self, config: RunConfig, method: Method, corpus: Corpus, device: torch.device,
+                 log: Callable[[str], None] = print):
+        self.config, self.method, self.corpus, self.device, self.log = config, method, corpus, device, log
+        seed_everything(config.seed)
+        self.model = build_model(method, len(corpus.vocab), config).to(device)
+        batch_size, eval_batch_size = config.data.batch_size, config.data.eval_batch_size
+        self.train_data = BatchedSplit(corpus.splits["train"], batch_size)
+        self.valid_data = BatchedSplit(corpus.splits["valid"], eval_batch_size)
+        self.test_data = BatchedSplit(corpus.splits["test"], eval_batch_size)
+        # The IW bound is costly: a reduced profile scores the first N test sentences in file
+        # order (a representative sample; the batches themselves are sorted by length).
+        self.iw_test_data = BatchedSplit(corpus.splits["test"][: config.eval.iw_max_sentences], eval_batch_size)
+        self.generator = torch.Generator().manual_seed(config.seed)  # batch order and random batches
+        self.step = 0  # training batches seen (the schedules' clock)
+        self.epoch = 0
+        self.curves: list[dict[str, Any]] = []
+        self.best_loss = math.inf  # lowest validation loss (the checkpoint kept)
+        self.best_state = copy.deepcopy(self.model.state_dict())
+        self.schedule_loss = math.inf  # what the learning-rate rule compares with (reference opt_dict)
+        self.not_improved = 0
+        self.decays = 0
+        self.train_seconds = 0.0
+        self.eval_seconds = 0.0
+        self.context = StepContext(
+            self.model, method, config.train.lr, config.train.clip_grad_norm, clock=lambda: self.clock,
+            random_batch=lambda: self.train_data.random_batch(self.generator).to(self.device),
+            validation_mi=self.validation_mi_at_training_batch_size,
+            restart_model_selection=self.restart_model_selection, log=log)
+
+    @property
+    def lr(self) -> float:
+        return self.context.lr
+
+    @property
+    def clock(self) -> TrainingClock:
+        per_epoch = len(self.train_data)
+        return TrainingClock(self.step, per_epoch, self.config.train.max_epochs * per_epoch)
+
+    # -- evaluation -----------------------------------------------------------------------
+    def validate(self) -> dict[str, float]:
+        """Validation metrics (no IW bound), timed as evaluation."""
+        return self._evaluate(self.valid_data)
+
+    def test(self) -> dict[str, float]:
+        """Test metrics with the importance-weighted NLL, timed as evaluation."""
+        return self._evaluate(self.test_data, self.iw_test_data)
+
+    def test_refined(self) -> dict[str, float] | None:
+        """Test metrics with the method's refined posterior (SA-VAE's SVI), or None."""
+        if not defines(self.method, "refine_posterior"):
+            return None
+        return self._evaluate(self.test_data, self.iw_test_data, RefinedPosterior(self.model, self.method))
+
+    def validation_mi_at_training_batch_size(self) -> float:
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            mi = mean_mutual_information(self.model.encode(x.to(self.device))
+                                         for x in self.valid_at_training_batch_size)
+        self.model.train(was_training)
+        return mi
+
+    @functools.cached_property
+    def valid_at_training_batch_size(self) -> BatchedSplit:
+        return BatchedSplit(self.corpus.splits["valid"], self.config.data.batch_size)
+
+    def _evaluate(self, data: BatchedSplit, iw_data: BatchedSplit | None = None, model=None) -> dict[str, float]:
+        started = time.perf_counter()
+        result = evaluate(model or self.model, data, self.config.eval, iw_data, self.device)
+        self.eval_seconds += time.perf_counter() - started
+        return result
+
+    # -- epochs and schedule --------------------------------------------------------------
+    def train_epoch(self, progress: bool, on_step: Callable[["Trainer"], None] | None = None) -> dict[str, float]:
+        """One pass over the shuffled training batches; averages per sentence and tokens/s.
+
+        Statistics are summed on the device and read at the end (and every
+        FINITE_CHECK_EVERY steps, to stop a diverged run early), not after every step.
+        """
+        self.model.train()
+        totals: dict[str, Any] = {"loss": 0.0, "rec": 0.0, "kl": 0.0, "sentences": 0, "words": 0}
+        started = time.perf_counter()
+        batches = self.train_data.shuffled(self.generator)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            batches = bar = tqdm(batches, total=len(self.train_data), desc=f"epoch {self.epoch + 1}",
+                                 leave=False, unit="batch", file=sys.stderr)
+        for index, batch in enumerate(batches, 1):
+            stats = self.method.train_step(self.context, batch.to(self.device, non_blocking=True))
+            self.step += 1
+            if on_step is not None:
+                on_step(self)
+            for key in totals:
+                totals[key] = totals[key] + stats[key]
+            if index % FINITE_CHECK_EVERY == 0 or bar is not None:
+                check_finite(totals["loss"], f"at epoch {self.epoch + 1}, by step {self.step}")
+            if bar is not None:
+                bar.set_postfix(loss=f"{float(totals['loss']) / totals['sentences']:.2f}",
+                                kl=f"{float(totals['kl']) / totals['sentences']:.2f}")
+        check_finite(torch.as_tensor(totals["loss"]), f"at epoch {self.epoch + 1}, by step {self.step}")
+        seconds = time.perf_counter() - started
+        self.train_seconds += seconds
+        n = max(1, totals["sentences"])
+        return {"train_loss": float(totals["loss"]) / n, "train_rec": float(totals["rec"]) / n,
+                "train_kl": float(totals["kl"]) / n, "train_tokens_per_s": totals["words"] / max(seconds, 1e-9)}
+
+    def end_of_epoch(self, valid: dict[str, float]) -> bool:
+        """Reference learning-rate schedule (``text.py``); returns True when training should stop."""
+        train = self.config.train
+        loss = valid["elbo_nll"]
+        if loss < self.best_loss:
+            self.best_loss = loss
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        if loss <= self.schedule_loss:
+            self.schedule_loss, self.not_improved = loss, 0
+            return self.decays >= train.max_decays
+        self.not_improved += 1
+        if self.not_improved >= train.decay_patience and self.epoch - 1 >= train.decay_start_epoch:
+            self.schedule_loss, self.not_improved = loss, 0
+            self.decays += 1
+            self.model.load_state_dict(self.best_state)
+            self.context.set_learning_rate(self.lr * train.lr_decay)
+            self.log(f"  learning rate decayed to {self.lr:g} (decay {self.decays}/{train.max_decays}); "
+                     "best checkpoint restored")
+        return self.decays >= train.max_decays
+
+    def fit(self, progress: bool = False, on_epoch: Callable[["Trainer"], None] | None = None,
+            on_step: Callable[["Trainer"], None] | None = None) -> str:
+        """Train until a stopping rule fires; returns why it stopped.
+
+        ``on_epoch`` runs after each epoch's validation, ``on_step`` after each update.
+        """
+        train = self.config.train
+        while self.epoch < train.max_epochs and self.decays < train.max_decays:  # (resumed runs may be done)
+            row = self.train_epoch(progress, on_step)
+            self.epoch += 1
+            valid = self.validate()
+            row.update({"epoch": self.epoch, "lr": self.lr, "kl_weight": self.context.kl_weight,
+                        **{f"valid_{k}": v for k, v in valid.items() if k not in ("sentences", "words")}})
+            stop = self.end_of_epoch(valid)
+            row.update(self.method.on_epoch_end(self.context, self.epoch, valid))  # may restart selection
+            row.update(train_seconds=self.train_seconds, elapsed_seconds=self.train_seconds + self.eval_seconds)
+            self.curves.append(row)
+            if on_epoch is not None:  # checkpoint first, so an interruption after it loses nothing
+                on_epoch(self)
+            self.log(f"epoch {self.epoch:3d}  train loss {row['train_loss']:.2f} (KL {row['train_kl']:.2f})  "
+                     f"valid ELBO {valid['elbo_nll']:.2f} KL {valid['kl']:.2f} MI {valid['mi']:.2f} "
+                     f"AU {valid['au']}  h(x) cos-dist {valid.get('feature_cosine_distance', 0):.3f}  "
+                     f"lr {self.lr:g}  {row['train_tokens_per_s']:.0f} tok/s")
+            if stop:
+                return f"{train.max_decays} learning-rate decays"
+            if train.max_train_minutes is not None and self.train_seconds > 60 * train.max_train_minutes:
+                return f"time budget of {train.max_train_minutes:g} training minutes"
+        return f"max_epochs={train.max_epochs}"
+
+    def restart_model_selection(self) -> None:
+        """Forget the best checkpoint and the learning-rate rule's history (a method starts a new phase)."""
+        self.best_loss = self.schedule_loss = math.inf
+        self.not_improved = 0
+        self.best_state = copy.deepcopy(self.model.state_dict())
+
+    # -- checkpoints ----------------------------------------------------------------------
+    STATE_FIELDS = ("step", "epoch", "curves", "best_loss", "schedule_loss", "not_improved", "decays",
+                    "train_seconds", "eval_seconds")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "best_state": self.best_state, "lr": self.lr,
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "method": self.method.state_dict(), **{k: getattr(self, k) for k in self.STATE_FIELDS}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.best_state = state["best_state"]
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.method.load_state_dict(state["method"])
+        for key in self.STATE_FIELDS:
+            setattr(self, key, state[key])
+        self.context.set_learning_rate(state["lr"])

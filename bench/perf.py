@@ -46,11 +46,11 @@ def time_training(trainer: Trainer, steps: int, warmup: int = 2) -> float:
     """Training tokens per second over ``steps`` updates, after ``warmup`` untimed ones."""
     batches = [b.to(trainer.device) for b in trainer.train_data]
     for i in range(warmup):
-        trainer.method.train_step(trainer, batches[i % len(batches)])
+        trainer.method.train_step(trainer.context, batches[i % len(batches)])
     synchronize(trainer.device)
     started, words = time.perf_counter(), 0
     for i in range(steps):
-        words += trainer.method.train_step(trainer, batches[i % len(batches)])["words"]
+        words += trainer.method.train_step(trainer.context, batches[i % len(batches)])["words"]
     synchronize(trainer.device)
     return words / (time.perf_counter() - started)
 
@@ -82,7 +82,7 @@ def _packed_trial(name, profile, overrides, device, steps, threads, barrier, que
     trainer = build_trainer(name, profile, overrides, device, steps)
     batches = [b.to(device) for b in trainer.train_data]
     for batch in batches[:2]:
-        trainer.method.train_step(trainer, batch)
+        trainer.method.train_step(trainer.context, batch)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     barrier.wait()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import yaml
@@ -26,16 +27,19 @@ import numpy as np
 
 from bench import records
 from bench.errors import BenchError, run_cli
+from bench.metric_specs import TEST_METRICS, TRAIN_HOURS, spec
 from bench.stats import Interval, mean_interval, paired_bootstrap_difference, welch_difference
 
 BASELINES = Path(__file__).resolve().parent.parent / "baselines"
-METRICS = ("nll", "kl", "mi", "au", "ppl")
-# Which direction is better, for emphasis; KL is reported but has no "best".
-BETTER = {"nll": "min", "ppl": "min", "mi": "max", "au": "max", "train_hours": "min"}
+METRICS = tuple(m.name for m in TEST_METRICS)
+DIFFERENCE_METRICS = tuple(m.name for m in TEST_METRICS if m.vs_reference)
 FORMATS = ("table", "md", "csv", "latex")
+LAYOUTS = ("compact", "wide")
 REFERENCE_LABEL = "vae"  # time ratios and differences are relative to the standard VAE
-DIFFERENCE_METRICS = ("nll", "kl", "mi", "au")
 REFINED_SUFFIX = " [SVI-refined q]"  # rows evaluated with the method's refined posterior
+# Columns: "n", a metric (mean ± interval), "d_<metric>" (difference to the VAE), "time_ratio".
+ALL_COLUMNS = ("n", "nll", "d_nll", "kl", "mi", "d_mi", "au", "d_au", "ppl", "train_hours", "time_ratio")
+LATEX_COLUMNS = ("n", "nll", "d_nll", "kl", "mi", "au")  # fits a one-column article in the compact layout
 
 
 def load_records(results: Path, datasets: list[str], profile: str | None) -> pd.DataFrame:
@@ -48,7 +52,7 @@ def load_records(results: Path, datasets: list[str], profile: str | None) -> pd.
             test = record["metrics"].get(key)
             if test is None:
                 continue
-            rows.append({"label": label + suffix, "dataset": record["dataset"],
+            rows.append({"label": label + suffix, "dataset": record["dataset"], "uses_latent": records.uses_latent(record),
                          "profile": record["profile"], "seed": record["seed"],
                          **{m: test.get(m) for m in METRICS}, "train_hours": record["timing"]["train_hours"],
                          "hardware": records.hardware_label(record), "iw_samples": test.get("iw_samples"),
@@ -82,10 +86,11 @@ def difference(frame: pd.DataFrame, dataset: str, label: str, reference: str, me
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, label): mean, std and 95% t-interval over seeds of each metric; n; the time
     ratio to the VAE; and the difference to the VAE with its 95% interval (``d_<metric>``)."""
-    columns = [*METRICS, "train_hours"]
+    columns = [*METRICS, TRAIN_HOURS.name]
     rows = []
     for (dataset, label), runs in frame.groupby(["dataset", "label"], sort=False):
         row = {"dataset": dataset, "label": label, "n": len(runs), "iw_sentences": runs["iw_sentences"].max(),
+               "uses_latent": bool(runs["uses_latent"].all()),
                "hardware": ", ".join(sorted(set(runs["hardware"])))}
         for column in columns:
             values = runs[column].dropna().astype(float)
@@ -99,7 +104,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
                         f"d_{metric}_high": change.high if change else math.nan})
         rows.append(row)
     table = pd.DataFrame(rows, columns=[
-        "dataset", "label", "n", "iw_sentences", "hardware",
+        "dataset", "label", "n", "iw_sentences", "uses_latent", "hardware",
         *[f"{c}_{s}" for c in columns for s in ("mean", "std", "low", "high")],
         *[f"d_{m}{s}" for m in DIFFERENCE_METRICS for s in ("", "_low", "_high")]])
     ratios = []
@@ -109,9 +114,10 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         ratios.append(row["train_hours_mean"] / reference["train_hours_mean"].iloc[0]
                       if len(reference) and reference["train_hours_mean"].iloc[0] > 0 else math.nan)
     table["time_ratio"] = ratios
-    # the reference first, the language model next, then the methods by name
-    order = table["label"].map(lambda l: (l != REFERENCE_LABEL, l != "lm", l))
-    return table.iloc[sorted(range(len(table)), key=lambda i: (table["dataset"].iloc[i], order.iloc[i]))]
+    # the reference first, models without a latent next, then the methods by name
+    order = [(d, l != REFERENCE_LABEL, bool(z), l) for d, l, z in zip(table["dataset"], table["label"],
+                                                                      table["uses_latent"])]
+    return table.iloc[sorted(range(len(table)), key=order.__getitem__)]
 
 
 def load_published(datasets: list[str], include_unverified: bool) -> pd.DataFrame:
@@ -125,105 +131,160 @@ def load_published(datasets: list[str], include_unverified: bool) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def fmt(mean, low=math.nan, high=math.nan, digits=2) -> str:
-    """``mean ± half-width`` of the interval [low, high], or the mean alone without one."""
+class Cell(NamedTuple):
+    """A table cell: ``main`` (a mean or a difference), ``detail`` (its ± half-width or 95%
+    interval, '' without one), and whether it is the best value of its column."""
+
+    main: str
+    detail: str = ""
+    best: bool = False
+
+    def text(self) -> str:
+        return f"{self.main} {self.detail}".strip()
+
+
+EMPTY = Cell("")
+
+
+def mean_cell(mean, low=math.nan, high=math.nan, digits=2, best=False) -> Cell:
+    """``mean`` and ``± half-width`` of the interval [low, high] (no detail without one)."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "-"
-    text = f"{mean:.{digits}f}"
-    return text if math.isnan(low) or math.isnan(high) else f"{text} ± {(high - low) / 2:.{digits}f}"
+        return Cell("-")
+    detail = "" if math.isnan(low) or math.isnan(high) else f"± {(high - low) / 2:.{digits}f}"
+    return Cell(f"{mean:.{digits}f}", detail, best)
 
 
-def fmt_difference(row, metric: str, digits: int = 2) -> str:
-    """``+0.52 [+0.21, +0.83]``: the difference to the VAE and its 95% interval."""
+def difference_cell(row, metric: str) -> Cell:
+    """``+0.52`` and ``[+0.21, +0.83]``: the difference to the VAE and its 95% interval."""
+    digits = spec(metric).digits
     estimate, low, high = row[f"d_{metric}"], row[f"d_{metric}_low"], row[f"d_{metric}_high"]
     if math.isnan(estimate):
-        return ""
-    if math.isnan(low):
-        return f"{estimate:+.{digits}f} (n=1)"
-    return f"{estimate:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+        return EMPTY
+    detail = "(n=1)" if math.isnan(low) else f"[{low:+.{digits}f}, {high:+.{digits}f}]"
+    return Cell(f"{estimate:+.{digits}f}", detail)
 
 
 def best_values(measured: pd.DataFrame) -> dict[str, float]:
-    """The best mean of each metric; NLL and PPL only among rows scored on the most common test set size."""
+    """The best mean of each metric that has a direction: latent-only metrics among models with a
+    latent; NLL and PPL only among rows scored on the most common test set size."""
     best = {}
     usual = measured["iw_sentences"].mode()
     same_sentences = measured[measured["iw_sentences"] == usual.iloc[0]] if len(usual) else measured
-    for metric, direction in BETTER.items():
-        values = (same_sentences if metric in ("nll", "ppl") else measured)[f"{metric}_mean"].dropna()
+    for metric in (*TEST_METRICS, TRAIN_HOURS):
+        if metric.better is None:
+            continue
+        rows = same_sentences if metric.name in ("nll", "ppl") else measured
+        values = rows[rows["uses_latent"].astype(bool)] if metric.latent_only else rows
+        values = values[f"{metric.name}_mean"].dropna()
         if len(values) and values.max() > values.min():  # a tie everywhere has no best
-            best[metric] = values.min() if direction == "min" else values.max()
+            best[metric.name] = values.min() if metric.better == "min" else values.max()
     return best
 
 
-HEADERS = ["method", "source", "n", "NLL", "ΔNLL vs VAE", "KL", "MI", "ΔMI vs VAE", "AU", "ΔAU vs VAE", "PPL",
-           "train h", "time / VAE"]
+def header(column: str) -> str:
+    if column.startswith("d_"):
+        return f"Δ{spec(column[2:]).header} vs VAE"
+    return {"n": "n", "time_ratio": "time / VAE"}.get(column) or spec(column).header
 
 
-def dataset_rows(dataset: str, measured: pd.DataFrame, published: pd.DataFrame, bold) -> tuple[list, list]:
-    """Display rows for one dataset: measured ones, then published ones, then differences."""
-    rows = []
+def measured_cell(row, column: str, best: dict[str, float]) -> Cell:
+    if column == "n":
+        return Cell(str(int(row["n"])))
+    if column == "time_ratio":
+        return mean_cell(row["time_ratio"])
+    if column.startswith("d_"):
+        return difference_cell(row, column[2:])
+    metric = spec(column)
+    if metric.latent_only and not row["uses_latent"]:
+        return Cell("-")  # a language model has no KL, MI or AU to report
+    mean = row[f"{column}_mean"]
+    emphasise = column in best and not math.isnan(mean) and math.isclose(mean, best[column])
+    return mean_cell(mean, row[f"{column}_low"], row[f"{column}_high"], metric.digits, emphasise)
+
+
+def published_cell(row, column: str) -> Cell:
+    source = {"train_hours": "time_hours", "time_ratio": "time_relative"}.get(column, column)
+    if column == "n" or column.startswith("d_") or row.get(source) is None:
+        return EMPTY if column == "n" or column.startswith("d_") else Cell("-")
+    return mean_cell(row[source], digits=0 if column == "au" else 1 if column in METRICS else 2)
+
+
+def dataset_rows(dataset: str, measured: pd.DataFrame, published: pd.DataFrame,
+                 columns=ALL_COLUMNS) -> list[tuple[str, str, list[Cell], str | None]]:
+    """(label, source, cells, citation key) for one dataset: measured rows, then published ones,
+    each followed by ``ours − published`` where we have the same method."""
     mine = measured[measured["dataset"] == dataset]
     best = best_values(mine)
-
-    def cell(row, metric):
-        digits = 3 if metric == "train_hours" else (1 if metric == "au" else 2)
-        text = fmt(row[f"{metric}_mean"], row[f"{metric}_low"], row[f"{metric}_high"], digits)
-        emphasise = metric in best and not math.isnan(row[f"{metric}_mean"]) and \
-            math.isclose(row[f"{metric}_mean"], best[metric])
-        return bold(text) if emphasise else text
-
-    for _, row in mine.iterrows():
-        rows.append([row["label"], "measured", int(row["n"]), cell(row, "nll"), fmt_difference(row, "nll"),
-                     cell(row, "kl"), cell(row, "mi"), fmt_difference(row, "mi"), cell(row, "au"),
-                     fmt_difference(row, "au", 1), cell(row, "ppl"), cell(row, "train_hours"),
-                     fmt(row["time_ratio"])])
+    rows = [(row["label"], "measured", [measured_cell(row, c, best) for c in columns], None)
+            for _, row in mine.iterrows()]
     theirs = published[published["dataset"] == dataset] if len(published) else published
     for _, row in theirs.iterrows():
         mark = "" if row["verified"] else " (unverified)"
-        value = lambda m: fmt(row[m], digits=1 if m != "au" else 0)  # noqa: E731
-        rows.append([row["label"], f"published {row['baseline']}{mark}", "", value("nll"), "", value("kl"),
-                     value("mi"), "", value("au"), "", value("ppl"), fmt(row["time_hours"]),
-                     fmt(row["time_relative"])])
+        rows.append((row["label"], f"published {row['baseline']}{mark}", [published_cell(row, c) for c in columns],
+                     row["citation_key"]))
         match = mine[mine["label"] == row["label"]]
         if len(match):
             ours = match.iloc[0]
-            gap = lambda m: fmt(ours[f"{m}_mean"] - row[m]) if row[m] is not None else "-"  # noqa: E731
-            rows.append([row["label"], "ours − published", "", gap("nll"), "", gap("kl"), gap("mi"), "", gap("au"),
-                         "", gap("ppl"), "", ""])
-    return HEADERS, rows
+            gap = [mean_cell(ours[f"{c}_mean"] - row[c]) if c in METRICS and row[c] is not None
+                   else (EMPTY if c not in METRICS else Cell("-")) for c in columns]
+            rows.append((row["label"], "ours − published", gap, None))
+    return rows
 
 
-def render(dataset: str, headers, rows, style: str, caption: str) -> str:
-    if style == "latex":
-        return latex_table(headers, rows, caption, dataset)
-    table = tabulate(rows, headers=headers, tablefmt="github" if style == "md" else "simple",
-                     disable_numparse=True)
+def render_text(rows, columns, style: str, caption: str) -> str:
+    """Terminal (``table``) or Markdown (``md``, best values in bold) table under its caption."""
+    mark = (lambda t: f"**{t}**") if style == "md" else (lambda t: f"{t} *")
+    body = [[label, source, *[mark(c.text()) if c.best else c.text() for c in cells]] for label, source, cells, _ in rows]
+    table = tabulate(body, headers=["method", "source", *map(header, columns)],
+                     tablefmt="github" if style == "md" else "simple", disable_numparse=True)
     return f"{caption}\n\n{table}\n" if style == "md" else f"{caption}\n{table}\n"
 
 
 def latex_escape(text: str) -> str:
     return (str(text).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&")
-            .replace("%", r"\%").replace("#", r"\#").replace("±", r"$\pm$").replace("−", "$-$"))
+            .replace("%", r"\%").replace("#", r"\#").replace("±", r"$\pm$").replace("−", "$-$")
+            .replace("Δ", r"$\Delta$"))
 
 
-def latex_table(headers, rows, caption: str, dataset: str) -> str:
-    """A booktabs table; measured rows, a rule, then published rows."""
-    lines = [r"\begin{table}[t]", r"\centering", r"\small",
-             rf"\caption{{{latex_escape(caption)}}}", rf"\label{{tab:{dataset.replace('_', '-')}}}",
-             r"\begin{tabular}{ll" + "r" * (len(headers) - 2) + "}", r"\toprule",
-             " & ".join(latex_escape(h) for h in headers) + r" \\", r"\midrule"]
-    previous_source = "measured" if rows and rows[0][1] == "measured" else "other"
-    for row in rows:
-        source = "measured" if row[1] == "measured" else "other"
-        if source != previous_source:
-            lines.append(r"\midrule")
-            previous_source = source
-        cells = [c[2:-2] if isinstance(c, str) and c.startswith("**") else c for c in row]
-        cells = [rf"\textbf{{{latex_escape(c)}}}" if isinstance(o, str) and o.startswith("**") else latex_escape(c)
-                 for c, o in zip(cells, row)]
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+def latex_cell(cell: Cell, layout: str) -> str:
+    """Compact: the detail as a smaller second line; wide: one line."""
+    main, detail = latex_escape(cell.main), latex_escape(cell.detail)
+    if not detail:
+        return main
+    if layout == "wide":
+        return f"{main} {detail}"
+    return rf"\shortstack[r]{{{main}\\\scriptsize {detail}}}"
+
+
+def render_latex(rows, columns, caption: str, dataset: str, layout: str = "compact") -> str:
+    """A booktabs table built by pandas' Styler: measured rows, a rule, then published rows,
+    each citing its source (BibTeX in ``baselines/``; their ``ours − published`` rows are left
+    to the text formats); best values bold.
+    ``wide`` puts each interval on the same line and uses ``table*`` (both columns of a
+    two-column paper); ``compact`` stacks it under the value and keeps only the published
+    rows of methods measured here, to fit one text column."""
+    rows = [r for r in rows if r[1] != "ours − published"]
+    if layout == "compact":  # published rows only for methods measured here (the text formats have all)
+        measured_labels = {label for label, source, _, _ in rows if source == "measured"}
+        rows = [r for r in rows if r[1] == "measured" or r[0] in measured_labels]
+    labels = [latex_escape(label) + ("" if cite is None else rf" \cite{{{cite}}}") for label, _, _, cite in rows]
+    frame = pd.DataFrame([[latex_cell(c, layout) for c in cells] for _, _, cells, _ in rows],
+                         index=labels, columns=[latex_escape(header(c).replace(" vs VAE", "")) for c in columns])
+    bold = pd.DataFrame([["font-weight: bold;" if c.best else "" for c in cells] for _, _, cells, _ in rows],
+                        index=frame.index, columns=frame.columns)
+    styler = frame.style.apply(lambda _: bold, axis=None)
+    tex = styler.to_latex(
+        column_format="l" + "r" * len(columns), hrules=True, convert_css=True, position="t",
+        position_float="centering", environment="table*" if layout == "wide" else "table",
+        caption=latex_escape(caption), label=f"tab:{dataset.replace('_', '-')}")
+    tex = tex.replace(r"\begin{tabular}", "\\small\n\\begin{tabular}", 1)
+    measured = sum(source == "measured" for _, source, _, _ in rows)
+    if 0 < measured < len(rows):  # a rule between measured and published rows
+        lines = tex.splitlines()
+        first_published = lines.index(r"\midrule") + 1 + measured
+        lines.insert(first_published, r"\midrule")
+        tex = "\n".join(lines) + "\n"
+    return tex
 
 
 def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> str:
@@ -232,7 +293,7 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> st
     scale = "paper-scale" if profile == "paper" else f"REDUCED '{profile}' profile, not comparable to published numbers"
     if not len(mine):
         scale = "no measured runs"
-    latent_rows = mine[mine["label"] != "lm"]
+    latent_rows = mine[mine["uses_latent"].astype(bool)]
     no_active_unit = (" NO METHOD KEEPS AN ACTIVE UNIT HERE (AU 0 in every run): at this scale every remedy "
                       "measured collapses, so the rows differ by optimisation noise only."
                       if len(latent_rows) and (latent_rows["au_mean"].fillna(0) == 0).all() else "")
@@ -242,32 +303,62 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> st
             f"values are mean ± half-width of the 95% t-interval over n seeds (no ± with one seed); Δ = difference "
             f"to the standard VAE with its 95% interval (NLL: bootstrap over seeds and test sentences, paired by "
             f"sentence; MI, AU: Welch); an interval that excludes 0 is a difference distinguishable at 95%; "
-            f"time / VAE = training time relative to the VAE on the same hardware; best measured value emphasised."
-            + no_active_unit)
+            f"time / VAE = training time relative to the VAE on the same hardware; best measured value emphasised; "
+            f"'-': not applicable (a language model has no latent) or not published." + no_active_unit)
 
 
-def main(argv: list[str] | None = None) -> int:
+def render(style: str, datasets, measured, published, profile, columns, layout: str) -> str:
+    """Every dataset's table in one format (``csv``: one file for all)."""
+    if style == "csv":
+        return pd.concat([measured.assign(source="measured", profile=profile),
+                          published.assign(source="published")], ignore_index=True).to_csv(index=False)
+    parts = []
+    for dataset in datasets:
+        rows = dataset_rows(dataset, measured, published, columns)
+        if not rows:
+            parts.append(f"{dataset}: no measured runs and no published numbers\n")
+            continue
+        caption = caption_for(dataset, measured, profile)
+        parts.append(render_latex(rows, columns, caption, dataset, layout) if style == "latex"
+                     else render_text(rows, columns, style, caption))
+    return "\n".join(parts)
+
+
+def parse_list(text: str | None, allowed, what: str) -> list[str]:
+    items = [item.strip() for item in (text or "").split(",") if item.strip()]
+    if unknown := [item for item in items if item not in allowed]:
+        raise BenchError(f"unknown {what} '{unknown[0]}'; choose from {', '.join(allowed)}")
+    return items
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.compare", description=__doc__.split("\n\n")[0].replace("``", "`"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python -m bench.compare --datasets yahoo_resplit,yelp_xu_resplit\n"
                "  python -m bench.compare --datasets yahoo,yelp --format latex,md --out tables/\n"
+               "  python -m bench.compare --datasets yahoo --format latex --columns nll,kl,mi,au --layout wide\n"
                "  python -m bench.compare --datasets yahoo,yelp --published-only\n")
     parser.add_argument("--datasets", required=True, metavar="A,B")
     parser.add_argument("--methods", metavar="A,B", help="only these run labels (default: all)")
     parser.add_argument("--results", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR")
     parser.add_argument("--profile", metavar="NAME", help="which profile's records (needed when several exist)")
     parser.add_argument("--format", default="table", metavar="F,G", help=f"any of {', '.join(FORMATS)}")
+    parser.add_argument("--columns", metavar="A,B", help=f"columns of the table, md and latex formats, from "
+                        f"{', '.join(ALL_COLUMNS)} (default: all; latex: {','.join(LATEX_COLUMNS)})")
+    parser.add_argument("--layout", choices=LAYOUTS, default="compact",
+                        help="latex: compact (intervals on a smaller second line, one text column; default) or "
+                             "wide (one line per row, table* across both columns of a two-column paper)")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="write comparison.{txt,md,csv,tex} here; the terminal then shows only the table format")
     parser.add_argument("--published-only", action="store_true", help="show published rows even with no records")
     parser.add_argument("--include-unverified", action="store_true",
                         help="also show published numbers marked unverified (flagged as such)")
-    args = parser.parse_args(argv)
-    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    if unknown := [f for f in formats if f not in FORMATS]:
-        raise BenchError(f"unknown format '{unknown[0]}'; choose from {', '.join(FORMATS)}")
+    return parser
+
+
+def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, str | None]:
+    """The chosen finished records, aggregated, and their profile; a one-line error when there are none."""
     frame = load_records(args.results, datasets, args.profile)
     if args.methods and len(frame):
         wanted = [m.strip() for m in args.methods.split(",")]
@@ -280,24 +371,24 @@ def main(argv: list[str] | None = None) -> int:
                          f"`python -m bench.sweep experiments/cpu.yaml` (or ./run_all.sh) first, or pass "
                          "--published-only to see the published numbers alone")
     profile = args.profile or (frame["profile"].iloc[0] if len(frame) else None)
-    measured = aggregate(frame) if len(frame) else aggregate(pd.DataFrame(columns=[
-        "dataset", "label", "hardware", "iw_sentences", "nll_per_sentence", *METRICS, "train_hours"]))
+    if frame.empty:
+        frame = pd.DataFrame(columns=["dataset", "label", "hardware", "iw_sentences", "nll_per_sentence",
+                                      "uses_latent", *METRICS, TRAIN_HOURS.name])
+    return aggregate(frame), profile
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    formats = parse_list(args.format, FORMATS, "format")
+    chosen = parse_list(args.columns, ALL_COLUMNS, "column")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise BenchError(f"--out {args.out} is a file; pass a folder for comparison.{{txt,md,csv,tex}}")
+    measured, profile = measured_frame(args, datasets)
     published = load_published(datasets, args.include_unverified)
-    outputs = {}
-    for style in formats:
-        if style == "csv":
-            outputs["csv"] = pd.concat([measured.assign(source="measured", profile=profile),
-                                        published.assign(source="published")], ignore_index=True).to_csv(index=False)
-            continue
-        bold = {"md": lambda t: f"**{t}**", "latex": lambda t: f"**{t}**"}.get(style, lambda t: f"{t} *")
-        parts = []
-        for dataset in datasets:
-            headers, rows = dataset_rows(dataset, measured, published, bold)
-            if not rows:
-                parts.append(f"{dataset}: no measured runs and no published numbers\n")
-                continue
-            parts.append(render(dataset, headers, rows, style, caption_for(dataset, measured, profile)))
-        outputs[style] = "\n".join(parts)
+    outputs = {style: render(style, datasets, measured, published, profile,
+                             chosen or (LATEX_COLUMNS if style == "latex" else ALL_COLUMNS), args.layout)
+               for style in formats}
     for style, text in outputs.items():
         if not args.out or style == "table":  # with --out, files hold the rest
             print(text)

@@ -18,6 +18,7 @@ from bench.data import SYNTHETIC, Corpus, load_corpus
 from bench.errors import BenchError
 from bench.loop import Trainer, resolve_device
 from bench.method import build_method, method_settings
+from bench.metric_specs import summary_line
 
 
 def now() -> str:
@@ -85,7 +86,7 @@ def new_record(config: RunConfig, trainer: Trainer, corpus: Corpus, identifier: 
     return {"run_id": identifier, "label": label or config.method, "method": config.method,
             "dataset": config.dataset, "profile": config.profile, "seed": config.seed, "started_at": now(),
             "config": config.to_dict(), "method_settings": settings, "data": corpus.summary(),
-            "parameters": parameters, "code": records.code_version(),
+            "parameters": parameters, "uses_latent": trainer.method.uses_latent, "code": records.code_version(),
             "environment": records.environment(trainer.device), **(extra or {})}
 
 
@@ -106,6 +107,5 @@ def finish(record: dict[str, Any], trainer: Trainer, stop_reason: str, log: Call
                 "train_hours": trainer.train_seconds / 3600},
         curves=trainer.curves,
     )
-    log(f"test: NLL {test['nll']:.2f} (IW, K={test['iw_samples']}, {test['iw_sentences']} sentences)  "
-        f"PPL {test['ppl']:.2f}  KL {test['kl']:.2f}  MI {test['mi']:.2f}  AU {test['au']}  "
+    log(f"test: {summary_line(test)}  (IW K={test['iw_samples']}, {test['iw_sentences']} sentences)  "
         f"train {trainer.train_seconds:.0f}s  eval {trainer.eval_seconds:.0f}s")

@@ -27,6 +27,7 @@ from bench.config import RunConfig
 from bench.data import BatchedSplit, Corpus
 from bench.errors import BenchError
 from bench.method import Method, TrainingClock, defines
+from bench.metric_specs import summary_line
 from bench.metrics import evaluate, mean_mutual_information
 from bench.model import SequenceVAE
 from bench.step import StepContext, check_finite
@@ -227,8 +228,7 @@ class Trainer:
             if on_epoch is not None:  # checkpoint first, so an interruption after it loses nothing
                 on_epoch(self)
             self.log(f"epoch {self.epoch:3d}  train loss {row['train_loss']:.2f} (KL {row['train_kl']:.2f})  "
-                     f"valid ELBO {valid['elbo_nll']:.2f} KL {valid['kl']:.2f} MI {valid['mi']:.2f} "
-                     f"AU {valid['au']}  h(x) cos-dist {valid.get('feature_cosine_distance', 0):.3f}  "
+                     f"valid ELBO {valid['elbo_nll']:.2f}  {summary_line(valid)}  h(x) cos-dist {valid.get('feature_cosine_distance', 0):.3f}  "
                      f"lr {self.lr:g}  {row['train_tokens_per_s']:.0f} tok/s")
             if stop:
                 return f"{train.max_decays} learning-rate decays"

@@ -162,6 +162,18 @@ def environment(device: torch.device) -> dict[str, Any]:
             "hostname": platform.node()}
 
 
+def uses_latent(record: dict[str, Any]) -> bool:
+    """Whether the run's model has a latent variable (the language model has none); records
+    written before the field existed ask the method registry (unknown methods: True)."""
+    if "uses_latent" in record:
+        return bool(record["uses_latent"])
+    from bench.method import build_method
+    try:
+        return build_method(record["method"]).uses_latent
+    except BenchError:
+        return True
+
+
 def hardware_label(record: dict[str, Any]) -> str:
     """Short name of the hardware a record ran on, e.g. 'NVIDIA H100' or 'CPU x2'."""
     hardware = record.get("environment", {}).get("hardware", {})

@@ -21,6 +21,7 @@ import pandas as pd
 from bench import compare, records
 from bench.errors import BenchError, run_cli
 from bench.plots import pyplot, save
+from bench.metric_specs import TEST_METRICS
 from bench.stats import Interval, mean_interval
 
 CURVE_METRICS = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"),
@@ -28,7 +29,6 @@ CURVE_METRICS = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_a
 POOLING, BASELINE, PREVIOUS_BEST = "pooling", "vae", ("aggressive+kl_anneal", "aggressive")
 COLLAPSED_KL = 0.1  # nats: KL or MI below this, with no active unit, counts as collapsed
 LONGER_SUFFIX = "_3x"  # a run label with this suffix: the same method with 3x the training (scale evidence)
-NOT_REMEDIES = ("vae", "lm")
 
 
 def load_runs(results: Path, profile: str | None) -> tuple[pd.DataFrame, list[dict]]:
@@ -41,7 +41,7 @@ def load_runs(results: Path, profile: str | None) -> tuple[pd.DataFrame, list[di
     for r in found:
         test, valid = r["metrics"]["test"], r["curves"][-1]
         rows.append({"label": r["label"], "dataset": r["dataset"], "seed": r["seed"], "profile": r["profile"],
-                     "nll": test["nll"], "kl": test["kl"], "mi": test["mi"], "au": test["au"], "ppl": test["ppl"],
+                     "uses_latent": records.uses_latent(r), **{m.name: test[m.name] for m in TEST_METRICS},
                      "iw_sentences": test.get("iw_sentences"), "train_hours": r["timing"]["train_hours"],
                      "hardware": records.hardware_label(r),
                      "feature_variance": test.get("feature_variance"),
@@ -179,6 +179,11 @@ def answers(summary: pd.DataFrame, profile: str) -> list[str]:
     return text
 
 
+def remedies(rows: pd.DataFrame) -> list[str]:
+    """Labels of the runs that are collapse remedies: models with a latent, other than the VAE."""
+    return [l for l in rows[rows["uses_latent"].astype(bool)]["label"].unique() if l != BASELINE]
+
+
 def separated_from_vae(summary: pd.DataFrame, dataset: str) -> list[str]:
     """Which methods keep information the VAE does not: MI 95% intervals over seeds that do not overlap."""
     rows = summary[summary["dataset"] == dataset]
@@ -187,7 +192,7 @@ def separated_from_vae(summary: pd.DataFrame, dataset: str) -> list[str]:
     if BASELINE not in mi or mi[BASELINE].n < 2:
         return []
     vae = mi[BASELINE]
-    others = [l for l in mi if l not in NOT_REMEDIES and mi[l].n >= 2]
+    others = [l for l in remedies(rows) if mi[l].n >= 2]
     apart = [l for l in others if not vae.overlaps(mi[l])]
     shown = ", ".join(f"{l} (MI {mi[l].estimate:.2f} ± {mi[l].half_width:.2f}, AU {au(l):.1f})" for l in apart)
     return [f"**Separated from the VAE ({dataset}).** VAE MI {vae.estimate:.2f} [{vae.low:.2f}, {vae.high:.2f}], "
@@ -199,8 +204,8 @@ def separated_from_vae(summary: pd.DataFrame, dataset: str) -> list[str]:
 def scale_evidence(summary: pd.DataFrame, dataset: str) -> list[str]:
     """For each remedy that stayed collapsed: is it the scale? Its ``<label>_3x`` run answers."""
     get = lambda label, column: mean_of(summary, dataset, label, column)  # noqa: E731
-    labels = [l for l in summary[summary["dataset"] == dataset]["label"].unique()
-              if l not in NOT_REMEDIES and not l.endswith(LONGER_SUFFIX) and "[" not in l]
+    labels = [l for l in remedies(summary[summary["dataset"] == dataset])
+              if not l.endswith(LONGER_SUFFIX) and "[" not in l]
     stuck = [l for l in labels if collapsed(get(l, "kl"), get(l, "mi"), get(l, "au"))]
     if not stuck:
         return []
@@ -252,7 +257,9 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str
                     f"{ratio:.2f}: pooling is {'faster, as claimed' if ratio < 1 else 'not faster, unlike the claim'}.")
     if not math.isnan(get(POOLING, "nll")) and not math.isnan(get(BASELINE, "nll")):
         nll = change(POOLING, BASELINE, "nll")
-        lm = get("lm", "nll")
+        lm = min((get(l, "nll") for l in summary[~summary["uses_latent"].astype(bool)
+                                                   & (summary["dataset"] == dataset)]["label"].unique()),
+                 default=math.nan)
         lm_note = (f" The LSTM language model scores {lm:.2f}; a VAE that uses its latent should beat it."
                    if not math.isnan(lm) else "")
         verdict = ("a better log-likelihood from the simple change, as claimed" if nll.excludes_zero
@@ -282,8 +289,8 @@ def write_report(results: Path, profile: str | None, out: Path | None = None) ->
     published = compare.load_published(sorted(summary["dataset"].unique()), include_unverified=False)
     lines += ["## Tables", ""]
     for dataset in sorted(summary["dataset"].unique()):
-        headers, rows = compare.dataset_rows(dataset, measured, published, lambda t: f"**{t}**")
-        lines.append(compare.render(dataset, headers, rows, "md", compare.caption_for(dataset, measured, profile)))
+        rows = compare.dataset_rows(dataset, measured, published)
+        lines.append(compare.render_text(rows, compare.ALL_COLUMNS, "md", compare.caption_for(dataset, measured, profile)))
     lines += ["## Figures", ""]
     name = plot_dispersion(summary, curves, figures)
     if name:

@@ -36,6 +36,7 @@ from bench import records
 from bench.config import build_run_config, from_dict
 from bench.errors import BenchError, run_cli
 from bench.method import build_method, method_settings
+from bench.metric_specs import TEST_METRICS, summary_line
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
     def report(trainer) -> None:
         row = trainer.curves[-1]
         tune.report({"status": "running", "epoch": row["epoch"], "valid_elbo_nll": row["valid_elbo_nll"],
-                     "valid_kl": row["valid_kl"], "valid_mi": row["valid_mi"], "valid_au": row["valid_au"]})
+                     **{f"valid_{m.name}": row[f"valid_{m.name}"] for m in TEST_METRICS if f"valid_{m.name}" in row}})
 
     config = trial_config(trial, profile)
     try:
@@ -166,7 +167,7 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
                      "record_json": json.dumps(record, default=str) if record else ""})
         return
     test = record["metrics"]["test"]
-    tune.report({"status": "finished", "nll": test["nll"], "kl": test["kl"], "mi": test["mi"], "au": test["au"],
+    tune.report({"status": "finished", **{m.name: test[m.name] for m in TEST_METRICS},
                  "train_hours": record["timing"]["train_hours"], "record_json": json.dumps(record, default=str)})
 
 
@@ -217,11 +218,10 @@ class ProgressPrinter:
                     store_record(result, spec, printer.profile, printer.results)
                 if status == "running":
                     printer.log(f"  {name}: epoch {result['epoch']}  valid ELBO {result['valid_elbo_nll']:.2f}  "
-                                f"KL {result['valid_kl']:.2f}  MI {result['valid_mi']:.2f}  AU {result['valid_au']}")
+                                + summary_line(result, "valid_"))
                 elif status == "finished":
                     printer.outcomes[name] = "finished"
-                    printer.log(f"done {name}: NLL {result['nll']:.2f}  KL {result['kl']:.2f}  MI {result['mi']:.2f}  "
-                                f"AU {result['au']}  ({result['train_hours'] * 60:.1f} min training)")
+                    printer.log(f"done {name}: {summary_line(result)}  ({result['train_hours'] * 60:.1f} min training)")
                 elif status == "failed":
                     printer.outcomes[name] = f"failed: {result['error']}"
                     printer.log(f"FAILED {name}: {result['error']}")

@@ -16,6 +16,7 @@ from bench.data import SYNTHETIC
 from bench.errors import BenchError, run_cli
 from bench.lifecycle import run
 from bench.method import available_methods, method_class
+from bench.metric_specs import summary_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     record = run(config, args.out, args.data_dir, args.device, progress=None if not args.quiet else False,
                  log=log, resume=not args.restart)
     test = record["metrics"]["test"]
-    print(f"{record['method']} {record['dataset']} seed {record['seed']}: NLL {test['nll']:.2f} "
-          f"PPL {test['ppl']:.2f} KL {test['kl']:.2f} MI {test['mi']:.2f} AU {test['au']}")
+    print(f"{record['method']} {record['dataset']} seed {record['seed']}: {summary_line(test)}")
     return 0
 
 

@@ -71,24 +71,80 @@ def test_published_rows_and_differences_are_labelled(results, capsys):
     assert "REDUCED 'cpu' profile, not comparable to published numbers" in out
 
 
+ARTICLE_TEXT_WIDTH_PT = 345.0  # \textwidth of a plain 10pt article
+
+
+def estimated_table_width_pt(tex: str) -> float:
+    r"""The tabular's natural width estimated without a TeX engine: each cell measured with
+    Computer Modern metrics (matplotlib's cmr10, the font pdflatex uses; digits 0.5 em) at \small
+    (9 pt), a \scriptsize second line at 7 pt, bold cells 15% wider (cmbx is ~10% wider),
+    plus 2 x \tabcolsep (6 pt) per column. ± and Δ are measured as '+' and 'D' (same widths
+    in CM to within 0.5 pt); \cite{...} as '[99]'."""
+    import os
+    import re as regex
+
+    import matplotlib
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+    measure = TextToPath()
+    font = FontProperties(fname=os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "cmr10.ttf"))
+
+    def width(text, size):
+        text = regex.sub(r"\\cite\{[^}]*\}", "[99]", text)
+        text = text.replace(r"$\pm$", "+").replace(r"$\Delta$", "D").replace(r"$-$", "-").replace("\\_", "-")
+        font.set_size(size)
+        return measure.get_text_width_height_descent(text, font, ismath=False)[0]
+
+    body = tex.split(r"\midrule", 1)[1].split(r"\bottomrule")[0]
+    header = tex.split(r"\toprule", 1)[1].split(r"\midrule")[0]
+    columns = {}
+    for line in (header + body).splitlines():
+        if not line.endswith(r"\\"):
+            continue
+        for index, cell in enumerate(line[:-2].split(" & ")):
+            bold = 1.15 if r"\bfseries" in cell else 1.0
+            cell = cell.replace(r"\bfseries ", "").strip()
+            if cell.startswith(r"\shortstack[r]{"):
+                main, detail = cell[len(r"\shortstack[r]{"):-1].split(r"\\\scriptsize ")
+                size = max(width(main, 9), width(detail, 7))
+            else:
+                size = width(cell, 9)
+            columns[index] = max(columns.get(index, 0.0), bold * size)
+    return sum(columns.values()) + 12.0 * len(columns)
+
+
 def test_latex_is_booktabs_and_balanced(results, tmp_path):
     compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "latex", "--out", str(tmp_path / "t")])
     tex = (tmp_path / "t" / "comparison.tex").read_text()
     assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
-    assert r"\toprule" in tex and r"\bottomrule" in tex and r"\midrule" in tex
-    assert r"\textbf{326.00 $\pm$ 2.48}" in tex
+    assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\midrule") == 2  # and before published
+    assert r"\bfseries \shortstack[r]{326.00\\\scriptsize $\pm$ 2.48}" in tex  # best value bold, interval below
     columns = tex.split(r"\begin{tabular}{")[1].split("}")[0]
     for line in tex.splitlines():
-        if line.endswith(r"\\"):
-            assert line.count("&") == len(columns) - 1, line  # every row fills every column
-    assert "_" not in tex.replace(r"\_", "")  # underscores escaped
-    if shutil.which("pdflatex"):
-        document = tmp_path / "doc.tex"
-        document.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n" + tex +
-                            "\\end{document}\n")
-        build = subprocess.run(["pdflatex", "-interaction=nonstopmode", document.name], cwd=tmp_path,
-                               capture_output=True, text=True, timeout=120)
-        assert build.returncode == 0, build.stdout[-2000:]
+        if line.endswith(r"\\") and r"\shortstack" not in line:
+            assert line.count(" & ") == len(columns) - 1, line  # every row fills every column
+    assert "_" not in tex.replace(r"\_", "") and "Δ" not in tex and "±" not in tex  # escaped for pdflatex
+
+
+def test_default_latex_fits_a_plain_article(results, tmp_path):
+    r"""The default (compact) table fits \textwidth: compiled without an overfull box when pdflatex is
+    present, and by a conservative width estimate always; the full-width layout would not."""
+    compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "latex", "--out", str(tmp_path)])
+    tex = (tmp_path / "comparison.tex").read_text()
+    assert estimated_table_width_pt(tex) < ARTICLE_TEXT_WIDTH_PT
+    compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "latex", "--out", str(tmp_path / "w"),
+                  "--columns", ",".join(compare.ALL_COLUMNS), "--layout", "wide"])
+    wide = (tmp_path / "w" / "comparison.tex").read_text()
+    assert r"\begin{table*}" in wide and estimated_table_width_pt(wide) > ARTICLE_TEXT_WIDTH_PT  # the estimate can fail
+    if not shutil.which("pdflatex"):
+        pytest.skip("pdflatex not installed: checked by the width estimate only")
+    document = tmp_path / "doc.tex"
+    document.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n\\input{comparison}\n"
+                        "\\end{document}\n")
+    build = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert build.returncode == 0, build.stdout[-2000:]
+    assert "Overfull \\hbox" not in (tmp_path / "doc.log").read_text()
 
 
 def test_csv_has_measured_and_published_rows(results, tmp_path):

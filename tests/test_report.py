@@ -20,8 +20,16 @@ def test_report_has_every_question_tables_and_figures(tmp_path, smoke_config):
         run(smoke_config(method), results, log=quiet)
     report = write_report(results, None)
     text = report.read_text()
-    for heading in ("RQ1", "RQ2 (synthetic)", "RQ3 (synthetic)", "RQ4 (synthetic)", "REDUCED 'smoke' profile"):
+    for heading in ("RQ2 (synthetic)", "RQ3 (synthetic)", "RQ4 (synthetic)", "REDUCED 'smoke' profile"):
         assert heading in text, heading
+    # the paragraphs carry the records' numbers, not boilerplate
+    found = {r["label"]: r for r in (json.loads(p.read_text()) for p in results.rglob("record.json"))}
+    test = {label: r["metrics"]["test"] for label, r in found.items()}
+    assert f"VAE: KL {test['vae']['kl']:.2f}, MI {test['vae']['mi']:.2f}" in text
+    hours = {label: r["timing"]["train_hours"] for label, r in found.items()}
+    assert f"pooling / aggressive+kl_anneal = {hours['pooling'] / hours['aggressive+kl_anneal']:.2f}" in text
+    assert f"The LSTM language model scores {test['lm']['nll']:.2f}" in text
+    assert "**RQ1.** Too few runs with dispersion measurements" in text  # 3 runs with an encoder: no correlation
     figures = results / "figures"
     for name in ("curves_synthetic_epoch", "curves_synthetic_time", "time_synthetic", "dispersion"):
         assert (figures / f"{name}.png").stat().st_size > 5000 and (figures / f"{name}.pdf").is_file()
@@ -36,7 +44,7 @@ def test_rq2_paragraph_follows_the_numbers(tmp_path, smoke_config):
         {"label": "pooling", "dataset": "d", "nll": 98.0, "kl": 6.0, "mi": 2.5, "au": 9, "train_hours": 1.1,
          "feature_cosine_distance": 0.5},
         {"label": "aggressive+kl_anneal", "dataset": "d", "nll": 98.2, "kl": 5.0, "mi": 2.9, "au": 7,
-         "train_hours": 3.0, "feature_cosine_distance": 0.4}])
+         "train_hours": 3.0, "feature_cosine_distance": 0.4}]).assign(uses_latent=True)
     text = " ".join(answers(summary, "paper"))
     assert "pooling / aggressive+kl_anneal = 0.37: pooling is faster, as claimed" in text
     assert "prevented collapse" not in text and "better log-likelihood" not in text  # one seed: no claim
@@ -81,7 +89,7 @@ def test_methods_separated_from_the_vae_on_mi():
                   "au": 1, "ppl": 1.0, "iw_sentences": 10, "train_hours": 5.0, "hardware": "CPU"},
                  {"label": "beta", "dataset": "d", "seed": seed, "nll": 40.0, "kl": 0.05, "mi": [0.0, 0.5, -0.4][seed],
                   "au": 0, "ppl": 1.0, "iw_sentences": 10, "train_hours": 1.0, "hardware": "CPU"}]
-    text = separated_from_vae(pd.DataFrame(rows), "d")[0]
+    text = separated_from_vae(pd.DataFrame(rows).assign(uses_latent=True), "d")[0]
     assert "does not overlap the VAE's: aggressive (MI 1.10" in text and "the others (beta)" in text
 
 
@@ -95,7 +103,7 @@ def test_scale_evidence_for_collapsed_remedies():
             {"label": "cyclical_3x", "dataset": "d", "kl": 0.9, "mi": 0.8, "au": 1},
             {"label": "beta", "dataset": "d", "kl": 0.02, "mi": 0.0, "au": 0},
             {"label": "aggressive", "dataset": "d", "kl": 1.2, "mi": 1.0, "au": 1}]
-    text = scale_evidence(pd.DataFrame(rows), "d")[0]
+    text = scale_evidence(pd.DataFrame(rows).assign(uses_latent=True), "d")[0]
     assert "free_bits: collapsed" in text and "still collapsed" in text
     assert "cyclical: collapsed" in text and "it escapes collapse" in text
     assert "beta: collapsed" in text and "no 3x-training run" in text

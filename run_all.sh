@@ -3,21 +3,23 @@
 # tables (measured and published side by side), write the report with its figures
 # (results/REPORT.md) and say where everything is.
 #
-#   ./run_all.sh [--profile cpu|paper|smoke] [--datasets A,B] [--seeds 0,1,2]
+#   ./run_all.sh [--experiment cpu|cpu_text|paper|smoke] [--datasets A,B] [--seeds 0,1,2]
 #                [--data-dir DIR] [--results DIR]
 #
-# --profile picks experiments/<profile>.yaml; by default `paper` when an NVIDIA GPU is
-# present, else `cpu`. Datasets and seeds default to the experiment's. Data comes from
+# --experiment picks experiments/<name>.yaml (a grid of runs; the settings profile it uses,
+# bench/profiles/<profile>.yaml, is named inside it); by default `paper` when an NVIDIA GPU
+# is present, else `cpu`. Datasets and seeds default to the experiment's. Data comes from
 # --data-dir or $BENCH_DATA_DIR; with neither, only the built-in synthetic data is used,
 # and the script says so. Finished runs are never redone; interrupted ones resume; the
 # lagging-encoder figure on synthetic data is made once.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-profile="" datasets="" seeds="" results="$root/results" data_dir="${BENCH_DATA_DIR:-}"
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+experiment_name="" datasets="" seeds="" results="$root/results" data_dir="${BENCH_DATA_DIR:-}"
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --profile) profile="$2"; shift 2 ;;
+    --experiment) experiment_name="$2"; shift 2 ;;
+    --profile) echo "error: run_all.sh takes --experiment NAME (experiments/NAME.yaml); a settings profile is named inside the experiment file" >&2; exit 2 ;;
     --datasets) datasets="$2"; shift 2 ;;
     --seeds) seeds="$2"; shift 2 ;;
     --data-dir) data_dir="$2"; shift 2 ;;
@@ -28,15 +30,16 @@ while [ $# -gt 0 ]; do
 done
 "$root/scripts/setup_env.sh"
 py="$root/.venv/bin/python"
-if [ -z "$profile" ]; then
+if [ -z "$experiment_name" ]; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    profile=paper; echo "hardware: NVIDIA GPU found -> experiments/paper.yaml"
+    experiment_name=paper; echo "hardware: NVIDIA GPU found -> experiments/paper.yaml"
   else
-    profile=cpu; echo "hardware: no GPU -> experiments/cpu.yaml (reduced profile)"
+    experiment_name=cpu; echo "hardware: no GPU -> experiments/cpu.yaml (reduced experiment)"
   fi
 fi
-experiment="$root/experiments/$profile.yaml"
-[ -f "$experiment" ] || { echo "error: no experiment file $experiment" >&2; exit 2; }
+experiment="$root/experiments/$experiment_name.yaml"
+[ -f "$experiment" ] || { echo "error: no experiment file $experiment (see experiments/)" >&2; exit 2; }
+profile="$("$py" -c "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['profile'])" "$experiment")"
 if [ -n "$data_dir" ]; then
   export BENCH_DATA_DIR="$(cd "$data_dir" && pwd)"
 elif [ -z "$datasets" ]; then
@@ -65,7 +68,7 @@ fi
 status=0
 "$py" -m bench.sweep "$experiment" "${sweep_args[@]}" || status=$?
 [ "$status" -eq 2 ] && exit 2  # a usage error, already explained in one line
-tables="$results/tables/$profile"
+tables="$results/tables/$experiment_name"
 "$py" -m bench.compare --datasets "$datasets" --results "$results" --profile "$profile" \
   --format table,md,csv,latex --out "$tables" || true
 echo "tables (Markdown, CSV, LaTeX): $tables/"

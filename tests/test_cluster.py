@@ -51,10 +51,13 @@ def test_trials_run_on_both_nodes_and_survive_a_dead_worker(tmp_path, two_node_c
         return any(records.load_record(p).get("ray_node", {}).get("node_id") == worker.node_id
                    for p in results.rglob(records.RECORD_NAME))
 
-    while time.time() < deadline and not worker_finished_one():
-        time.sleep(0.2)
-    time.sleep(0.5)  # the worker has taken its next trial (each lasts several seconds) ...
-    cluster.remove_node(worker, allow_graceful=False)  # ... when the node dies mid-sweep
+    def trials_in_progress():  # a checkpoint is written after each epoch and removed with the record
+        return len(list(results.rglob(records.CHECKPOINT_NAME)))
+
+    while time.time() < deadline and not (worker_finished_one() and trials_in_progress() == 2):
+        time.sleep(0.1)
+    assert trials_in_progress() == 2, "no moment with a trial running on each node"
+    cluster.remove_node(worker, allow_graceful=False)  # the worker dies mid-trial (each lasts 40 epochs)
     output, _ = first.communicate(timeout=300)
     assert first.returncode == 1 and "FAILED" in output, output  # the kill interrupted a running trial
     rerun = sweep(experiment, results, cluster.address)

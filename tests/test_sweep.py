@@ -48,8 +48,9 @@ def test_gpu_request_without_gpu_fails_fast(tmp_path):
     experiment = write_experiment(tmp_path, "[vae]").read_text().replace("{cpu: 1}", "{cpu: 1, gpu: 0.5}")
     (tmp_path / "gpu.yaml").write_text(experiment)
     started = time.time()
+    no_gpu = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # the same on a machine that has one: Ray then sees none
     result = subprocess.run(sweep_command(tmp_path / "gpu.yaml", tmp_path / "res"), capture_output=True,
-                            text=True, timeout=120, cwd=ROOT)
+                            text=True, timeout=120, cwd=ROOT, env=no_gpu)
     assert result.returncode == 2 and "asks for 0.5 GPU per trial but this machine has none" in result.stderr
     assert time.time() - started < 60
 

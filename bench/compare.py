@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.out or style == "table":  # with --out, files hold the rest
             print(text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
+        records.make_output_dir(args.out)
         suffix = {"table": "txt", "md": "md", "csv": "csv", "latex": "tex"}
         for style, text in outputs.items():
             (args.out / f"comparison.{suffix[style]}").write_text(text)

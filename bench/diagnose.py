@@ -95,6 +95,7 @@ def lagging(methods: list[str], profile: str, overrides: dict, iterations: list[
             device: str, seed: int, log=print) -> dict:
     """Train each method on the synthetic data with a 1-D latent; a panel at each iteration and at the end."""
     overrides = {**overrides, "model": {**overrides.get("model", {}), "latent_dim": 1}}
+    records.make_output_dir(out)  # a bad --out fails now, not after the training
     traces = {}
     for spec in methods:
         config = build_run_config(spec, "synthetic", profile, seed, overrides)
@@ -121,7 +122,6 @@ def lagging(methods: list[str], profile: str, overrides: dict, iterations: list[
         log(f"{spec}: " + "; ".join(f"iteration {f['iteration']}: corr {f['correlation']:.2f} slope "
                                      f"{f['slope']:.2f} spread enc {f['encoder_spread']:.3f} true "
                                      f"{f['true_spread']:.3f} KL {f['kl']:.2f} MI {f['mi']:.2f}" for f in frames))
-    out.mkdir(parents=True, exist_ok=True)
     records.write_json_atomic(out / "lagging.json", {"profile": profile, "sample": sample, "seed": seed,
                                                      "overrides": overrides, "traces": traces})
     plot_lagging(traces, out / "lagging")

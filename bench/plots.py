@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.records import make_output_dir
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (no screen on the project machines)."""
@@ -15,7 +17,7 @@ def pyplot():
 
 def save(figure, stem: Path) -> str:
     """Write ``stem``.png and ``stem``.pdf, close the figure, return the PNG's file name."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    make_output_dir(stem.parent)
     figure.tight_layout(rect=(0, 0, 1, 0.92))  # leave room for the suptitle
     for suffix in (".png", ".pdf"):
         figure.savefig(stem.with_suffix(suffix), dpi=130, bbox_inches="tight")

@@ -46,19 +46,19 @@ def run_dir(results: Path, config: RunConfig, identifier: str, label: str | None
     return Path(results) / config.profile / config.dataset / name / f"seed{config.seed}-{identifier}"
 
 
-def make_run_dir(folder: Path) -> None:
-    """Create a run's folder, or say in one line which part of its path is not a folder."""
+def make_output_dir(folder: Path) -> None:
+    """Create an output folder, or say in one line which part of its path is not a folder."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
-        raise BenchError(f"cannot create results folder {folder}: {blocking} is a file, not a folder; "
-                         "pass a folder to --out / --results") from None
+        raise BenchError(f"cannot create output folder {folder}: {blocking} is a file, not a folder; "
+                         "pass a folder (--out / --results)") from None
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Write JSON to a temporary file in the same folder, then rename it into place."""
-    make_run_dir(path.parent)
+    make_output_dir(path.parent)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w") as out:
@@ -82,13 +82,13 @@ def save_checkpoint_atomic(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
-def load_record(path: Path) -> dict[str, Any]:
-    """A record, or a one-line error naming the file and the fix when it is not valid JSON."""
+def load_record(path: Path, fix: str = "delete its folder or rerun with --restart") -> dict[str, Any]:
+    """A record (or another JSON file the project wrote), or a one-line error naming the file
+    and ``fix`` when it is not valid JSON."""
     try:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as err:
-        raise BenchError(f"{path} is not a valid record ({err.msg}, line {err.lineno}); delete its folder or rerun "
-                         "with --restart") from None
+        raise BenchError(f"{path} is not valid JSON ({err.msg}, line {err.lineno}); {fix}") from None
 
 
 def load_checkpoint(path: Path, device) -> dict[str, Any]:

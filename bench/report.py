@@ -12,7 +12,6 @@ typed in by hand: rerun it after new runs.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -304,7 +303,7 @@ def write_report(results: Path, profile: str | None, out: Path | None = None) ->
         lines.append("")
     if (figures / "lagging.json").is_file():
         from bench.diagnose import summary_lines
-        lagging = json.loads((figures / "lagging.json").read_text())
+        lagging = records.load_record(figures / "lagging.json", fix="delete it; ./run_all.sh makes it again")
         lines += ["### Lagging-encoder diagnostic (synthetic data, He et al. 2019 Figure 2)", "",
                   "![lagging](figures/lagging.png)", "",
                   f"Made by `python -m bench.diagnose lagging` (profile `{lagging['profile']}`, "

@@ -190,7 +190,7 @@ def test_corrupt_checkpoint_and_record_are_one_line_errors(tmp_path, smoke_confi
     record = run(config, tmp_path, log=quiet, resume=False)
     path = next(tmp_path.rglob(records.RECORD_NAME))
     path.write_text("{ half a record")
-    with pytest.raises(BenchError, match="is not a valid record.*--restart"):
+    with pytest.raises(BenchError, match="is not valid JSON.*--restart"):
         run(config, tmp_path, log=quiet)
     assert record["status"] == "finished"
 

@@ -48,7 +48,7 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
     torch_device = resolve_device(device)
     corpus = load_corpus(config.dataset, config.data, data_dir)
     trainer = Trainer(config, method, corpus, torch_device, log)
-    records.make_run_dir(folder)
+    records.make_output_dir(folder)
     checkpoint = folder / records.CHECKPOINT_NAME
     if resume and checkpoint.is_file():
         trainer.load_state_dict(records.load_checkpoint(checkpoint, torch_device))

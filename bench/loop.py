@@ -186,7 +186,7 @@ class Trainer:
         self.train_seconds += seconds
         n = max(1, totals["sentences"])
         return {"train_loss": float(totals["loss"]) / n, "train_rec": float(totals["rec"]) / n,
-                "train_kl": float(totals["kl"]) / n, "train_tokens_per_s": totals["words"] / max(seconds, 1e-9)}
+                "train_kl": float(totals["kl"]) / n, "train_tokens_per_s": float(totals["words"]) / max(seconds, 1e-9)}
 
     def end_of_epoch(self, valid: dict[str, float]) -> bool:
         """Reference learning-rate schedule (``text.py``); returns True when training should stop."""

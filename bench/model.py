@@ -25,10 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from bench.config import ModelConfig
-from bench.data import PAD_ID, predicted_tokens
+from bench.data import PAD_ID
 
 
 class LastStateSummary(nn.Module):
@@ -51,7 +50,7 @@ class VaeOutput:
     kl_per_dim: torch.Tensor  # [B, latent_dim] KL(q(z_d|x) || N(0, 1)), nats
     mu: torch.Tensor  # [B, latent_dim]
     logvar: torch.Tensor  # [B, latent_dim]
-    num_words: int  # predicted tokens in the batch (words + end tokens)
+    num_words: torch.Tensor  # predicted tokens in the batch (words + end tokens), 0-dim, on the batch's device
 
     @property
     def kl(self) -> torch.Tensor:
@@ -117,14 +116,16 @@ class SequenceVAE(nn.Module):
 
     # -- encoder ----------------------------------------------------------------------
     def encoder_states(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """All encoder hidden states [B, T, H] (zero at padding) and the mask [B, T]."""
-        mask = x != PAD_ID
-        lengths = mask.sum(dim=1)
-        packed = pack_padded_sequence(self.encoder_embedding(x), lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        states, _ = self.encoder_lstm(packed)
-        states, _ = pad_packed_sequence(states, batch_first=True, total_length=x.size(1))
-        return states, mask
+        """All encoder hidden states [B, T, H] and the mask [B, T] (True on real tokens).
+
+        The LSTM runs over the padded batch without packing: it reads left to right, so the
+        state at a real token never depends on the padding after it, and every summary reads
+        real positions only (the last one, or a masked pool). States at padding are not zero
+        and must not be used. Packing would cost a sort, a copy and a host transfer of the
+        lengths per batch for the same numbers (test_model: packed == unpacked).
+        """
+        states, _ = self.encoder_lstm(self.encoder_embedding(x))
+        return states, x != PAD_ID
 
     def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
         """h(x): the encoder's summary vector that feeds the posterior [B, H']."""
@@ -161,13 +162,15 @@ class SequenceVAE(nn.Module):
         """log p(x|z) per sentence and sample [B, K] for z [B, K, latent_dim].
 
         Sums over the words and the end token; the start token is given, not predicted.
+        The cross-entropy reads the logits as one contiguous [B*K*(T-1), V] matrix (a
+        transposed [N, V, T] view would be copied first).
         """
         batch, samples = z.shape[:2]
-        x_rep = x.repeat_interleave(samples, dim=0)  # [B*K, T], row b*K+k is sentence b
+        x_rep = x if samples == 1 else x.repeat_interleave(samples, dim=0)  # [B*K, T], row b*K+k: sentence b
         logits = self.decoder_logits(x_rep, z.reshape(batch * samples, -1))
-        token_nll = F.cross_entropy(logits.transpose(1, 2), x_rep[:, 1:], ignore_index=PAD_ID,
-                                    reduction="none")
-        return -token_nll.sum(dim=1).view(batch, samples)
+        token_nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x_rep[:, 1:].reshape(-1),
+                                    ignore_index=PAD_ID, reduction="none")
+        return -token_nll.view(batch * samples, -1).sum(dim=1).view(batch, samples)
 
     def forward(self, x: torch.Tensor) -> VaeOutput:
         """One-sample ELBO pieces for a batch (the training objective's inputs)."""
@@ -177,7 +180,8 @@ class SequenceVAE(nn.Module):
         """One-sample ELBO pieces for given posterior parameters (e.g. refined ones, SA-VAE)."""
         z = self.sample_posterior(mu, logvar, 1)
         reconstruction_nll = -self.log_px_given_z(x, z).squeeze(1)
-        return VaeOutput(reconstruction_nll, gaussian_kl_per_dim(mu, logvar), mu, logvar, predicted_tokens(x))
+        words = (x != PAD_ID).sum() - x.size(0)  # no host sync: a tensor, read once per epoch
+        return VaeOutput(reconstruction_nll, gaussian_kl_per_dim(mu, logvar), mu, logvar, words)
 
 
 def log_standard_normal(z: torch.Tensor) -> torch.Tensor:

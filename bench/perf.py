@@ -1,11 +1,13 @@
 """Throughput benchmark: ``python -m bench.perf --profile cpu``.
 
-Measures, on the current device, training tokens/s of each chosen method's update step and
-importance-weighted evaluation sentences/s, for a profile's model size, batch size,
-sentence length and vocabulary, on random sentences (speed does not depend on the words).
-Speeds are reported as absolute numbers and as ratios: method / first method, and
-against an earlier run saved with ``--json`` (``--baseline``), so versions and hardware can
-be compared. Nothing here is asserted in tests.
+Measures, on the current device, training tokens/s of each chosen method's update step, the
+arithmetic rate that implies (GFLOP/s, from the model's multiply-adds per token, x3 for the
+backward pass), importance-weighted evaluation sentences/s and peak memory, for a profile's
+model size, batch size, sentence length and vocabulary, on random sentences (speed does not
+depend on the words). ``--bf16`` also times IW evaluation under bfloat16 autocast and
+reports its NLL change on the same samples. Speeds are reported as absolute numbers and as
+ratios: method / first method, and against an earlier run saved with ``--json``
+(``--baseline``), so versions and hardware can be compared. Nothing here is asserted in tests.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from bench.data import Corpus, Vocabulary, pad_batch
 from bench.errors import BenchError, run_cli
 from bench.method import build_method
 from bench.metrics import iw_log_likelihood
-from bench.records import environment
+from bench.records import environment, make_output_dir
 from bench.loop import Trainer, resolve_device
 
 DEFAULT_VOCAB = 20000  # Yahoo/Yelp vocabulary when the profile has no cap
@@ -52,19 +54,37 @@ def time_training(trainer: Trainer, steps: int, warmup: int = 2) -> float:
     for i in range(steps):
         words += trainer.method.train_step(trainer.context, batches[i % len(batches)])["words"]
     synchronize(trainer.device)
-    return words / (time.perf_counter() - started)
+    return float(words) / (time.perf_counter() - started)  # words: a tensor, read once (no per-step sync)
 
 
-def time_iw(trainer: Trainer, sentences: int, samples: int) -> float:
-    """IW-evaluation sentences per second with ``samples`` importance samples."""
+def time_iw(trainer: Trainer, sentences: int, samples: int, bf16: bool = False) -> tuple[float, torch.Tensor]:
+    """IW-evaluation sentences per second with ``samples`` importance samples, and the NLLs
+    (noise seeded, so that float32 and bfloat16 are compared on the same samples)."""
     x = pad_batch(trainer.corpus.splits["test"][:sentences]).to(trainer.device)
     trainer.model.eval()
-    iw_log_likelihood(trainer.model, x[:1], 2)
+    iw_log_likelihood(trainer.model, x[:1], 2, bf16=bf16)
     synchronize(trainer.device)
+    torch.manual_seed(0)
     started = time.perf_counter()
-    iw_log_likelihood(trainer.model, x, samples, max_elements=trainer.config.eval.iw_max_elements)
+    nll = -iw_log_likelihood(trainer.model, x, samples, max_elements=trainer.config.eval.iw_max_elements, bf16=bf16)
     synchronize(trainer.device)
-    return sentences / (time.perf_counter() - started)
+    return sentences / (time.perf_counter() - started), nll.double().cpu()
+
+
+def flops_per_token(config, vocab_size: int) -> float:
+    """Multiply-adds x 2 of one forward pass per predicted token: encoder LSTM 8 H (E + H),
+    decoder LSTM 8 H (E + Z + H), latent to cell 2 Z H / T (ignored), output layer 2 H V."""
+    m = config.model
+    encoder = 8 * m.encoder_hidden * (m.embed_dim + m.encoder_hidden)
+    decoder = 8 * m.decoder_hidden * (m.embed_dim + m.latent_dim + m.decoder_hidden)
+    return encoder + decoder + 2 * m.decoder_hidden * vocab_size
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import psutil
+    return psutil.Process().memory_info().rss / 2**30
 
 
 def build_trainer(name: str, profile: str, overrides: dict, device: torch.device, steps: int) -> Trainer:
@@ -118,19 +138,21 @@ def measure_packing(name: str, profile: str, overrides: dict, device: torch.devi
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.perf", description=__doc__.split("\n\n")[0].replace("``", "`"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python -m bench.perf --profile cpu\n"
-               "  python -m bench.perf --profile paper --device cuda --methods vae,pooling,aggressive\n"
+               "  python -m bench.perf --profile paper --device cuda --methods vae,pooling,aggressive --bf16\n"
                "  python -m bench.perf --profile cpu --json new.json --baseline old.json\n"
                "  python -m bench.perf --profile paper --device cuda --concurrent 1,2,4,8   # GPU packing\n")
     parser.add_argument("--profile", default="cpu", metavar="NAME", help=f"{', '.join(available_profiles())}")
     parser.add_argument("--methods", default="vae", metavar="A,B", help="methods to time (default: vae)")
     parser.add_argument("--steps", type=int, default=20, metavar="N", help="timed training steps (default 20)")
     parser.add_argument("--iw-sentences", type=int, default=None, metavar="N",
-                        help="sentences in the IW timing (default: the profile's eval batch size)")
+                        help="sentences in the IW timing (default: the profile's eval batch size, at most 64)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also time IW evaluation under bfloat16 autocast, with its NLL change on the same samples")
     parser.add_argument("--device", default="auto", metavar="DEV", help="cpu, cuda or auto")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
     parser.add_argument("--concurrent", metavar="1,2,4,8",
@@ -138,9 +160,56 @@ def main(argv: list[str] | None = None) -> int:
                              "(how many trials to pack per GPU), total and per trial, with peak memory per trial")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the measurements here")
     parser.add_argument("--baseline", type=Path, metavar="FILE", help="an earlier --json to compare with")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def measure(name: str, args, overrides: dict, device: torch.device) -> tuple[Trainer, dict[str, float]]:
+    """One method's training tokens/s, achieved GFLOP/s, IW sentences/s (and bf16), peak memory."""
+    trainer = build_trainer(name, args.profile, overrides, device, args.steps)
+    config = trainer.config
+    tokens_per_s = time_training(trainer, args.steps)
+    sentences = min(args.iw_sentences or config.data.eval_batch_size, 64)
+    iw_per_s, nll = time_iw(trainer, sentences, config.eval.iw_samples)
+    flops = flops_per_token(config, len(trainer.corpus.vocab))
+    values = {"train_tokens_per_s": tokens_per_s, "train_gflop_per_s": 3 * flops * tokens_per_s / 1e9,
+              "iw_sentences_per_s": iw_per_s, "peak_memory_gib": peak_memory_gib(device)}
+    if args.bf16:
+        bf16_per_s, bf16_nll = time_iw(trainer, sentences, config.eval.iw_samples, bf16=True)
+        values.update(iw_bf16_sentences_per_s=bf16_per_s, iw_bf16_max_nll_change=float((bf16_nll - nll).abs().max()),
+                      iw_bf16_mean_nll_change=float((bf16_nll - nll).mean()))
+    return trainer, values
+
+
+def table_rows(measurements: dict[str, dict], baseline: Path | None, bf16: bool) -> tuple[list[str], list[list[str]]]:
+    first = next(iter(measurements.values()))
+    headers = ["method", "train tok/s", "train GFLOP/s", "IW sent/s", "peak GiB", "speed vs first"]
+    rows = [[name, f"{v['train_tokens_per_s']:,.0f}", f"{v['train_gflop_per_s']:.1f}", f"{v['iw_sentences_per_s']:,.3f}",
+             f"{v['peak_memory_gib']:.2f}", f"{v['train_tokens_per_s'] / first['train_tokens_per_s']:.2f}"]
+            for name, v in measurements.items()]
+    if bf16:
+        headers += ["IW bf16 sent/s", "bf16 / fp32", "max |ΔNLL| bf16"]
+        for row, v in zip(rows, measurements.values()):
+            row += [f"{v['iw_bf16_sentences_per_s']:,.3f}", f"{v['iw_bf16_sentences_per_s'] / v['iw_sentences_per_s']:.2f}",
+                    f"{v['iw_bf16_max_nll_change']:.4f}"]
+    if baseline:
+        try:
+            old = json.loads(baseline.read_text())["measurements"]
+        except (OSError, ValueError, KeyError):
+            raise BenchError(f"--baseline {baseline}: not a file written by `bench.perf --json`") from None
+        headers += ["train vs baseline", "IW vs baseline"]
+        for row, (name, values) in zip(rows, measurements.items()):
+            base = old.get(name)
+            row += ([f"{values[k] / base[k]:.2f}" for k in ("train_tokens_per_s", "iw_sentences_per_s")]
+                    if base else ["-", "-"])
+    return headers, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     device = resolve_device(args.device)
     overrides = parse_overrides(args.overrides)
+    if args.json is not None:
+        make_output_dir(args.json.parent)  # a bad path fails before the measurements, not after
     if args.concurrent:
         try:
             counts = [int(c) for c in args.concurrent.split(",")]
@@ -153,38 +222,20 @@ def main(argv: list[str] | None = None) -> int:
         print(tabulate(rows, headers=["concurrent trials", "total tok/s", "per trial tok/s", memory],
                        disable_numparse=True))
         return 0
-    rows, measurements = [], {}
+    measurements = {}
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        trainer = build_trainer(name, args.profile, overrides, device, args.steps)
-        config = trainer.config
-        tokens_per_s = time_training(trainer, args.steps)
-        iw_sentences = args.iw_sentences or config.data.eval_batch_size
-        sentences_per_s = time_iw(trainer, min(iw_sentences, 64), config.eval.iw_samples)
-        measurements[name] = {"train_tokens_per_s": tokens_per_s, "iw_sentences_per_s": sentences_per_s}
-        rows.append([name, f"{tokens_per_s:,.0f}", f"{sentences_per_s:,.2f}"])
-    first = next(iter(measurements.values()))
-    for row, values in zip(rows, measurements.values()):
-        row.append(f"{values['train_tokens_per_s'] / first['train_tokens_per_s']:.2f}")
-    headers = ["method", "train tok/s", f"IW sent/s (K={config.eval.iw_samples})", "speed vs first"]
-    if args.baseline:
-        try:
-            old = json.loads(args.baseline.read_text())["measurements"]
-        except (OSError, ValueError, KeyError):
-            raise BenchError(f"--baseline {args.baseline}: not a file written by `bench.perf --json`") from None
-        headers += ["train vs baseline", "IW vs baseline"]
-        for row, (name, values) in zip(rows, measurements.items()):
-            base = old.get(name)
-            row += ([f"{values[k] / base[k]:.2f}" for k in ("train_tokens_per_s", "iw_sentences_per_s")]
-                    if base else ["-", "-"])
-    hardware = environment(device)["hardware"]
-    vocab, length = len(trainer.corpus.vocab), config.data.max_length or DEFAULT_LENGTH
-    print(f"profile {args.profile}: embed {config.model.embed_dim}, hidden {config.model.encoder_hidden}/"
-          f"{config.model.decoder_hidden}, latent {config.model.latent_dim}, vocab {vocab}, length {length}, "
-          f"batch {config.data.batch_size}; device {hardware['gpu'] or 'CPU'} ({hardware['torch_threads']} threads)")
+        trainer, measurements[name] = measure(name, args, overrides, device)
+    config, hardware = trainer.config, environment(device)["hardware"]
+    shape = {"embed": config.model.embed_dim, "hidden": config.model.encoder_hidden, "latent": config.model.latent_dim,
+             "vocab": len(trainer.corpus.vocab), "length": config.data.max_length or DEFAULT_LENGTH,
+             "batch": config.data.batch_size, "iw_samples": config.eval.iw_samples}
+    print(f"profile {args.profile}: " + ", ".join(f"{k} {v}" for k, v in shape.items())
+          + f"; device {hardware['gpu'] or 'CPU'} ({hardware['torch_threads']} threads)")
+    headers, rows = table_rows(measurements, args.baseline, args.bf16)
     print(tabulate(rows, headers=headers, disable_numparse=True))
     if args.json:
-        args.json.write_text(json.dumps({"profile": args.profile, "hardware": hardware,
-                                         "measurements": measurements}, indent=1))
+        args.json.write_text(json.dumps({"profile": args.profile, "shape": shape, "hardware": hardware,
+                                         "torch": torch.__version__, "measurements": measurements}, indent=1))
     return 0
 
 

@@ -58,7 +58,7 @@ class Aggressive(Method):
             words += stats["words"]
             encoder_batch = context.random_batch()
             if inner % self.settings.check_every == 0:
-                current_loss = float(loss_sum) / words  # the only wait for the device in the loop
+                current_loss = float(loss_sum) / float(words)  # the only wait for the device in the loop
                 if current_loss > previous_loss:
                     break
                 previous_loss, loss_sum, words = current_loss, 0.0, 0

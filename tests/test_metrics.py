@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.config import ModelConfig
-from bench.data import pad_batch
+from bench.data import PAD_ID, pad_batch
 from bench.metrics import active_units, evaluate, iw_log_likelihood, kl_to_prior, mutual_information
 from bench.model import SequenceVAE
 
@@ -184,3 +184,67 @@ def test_true_posterior_mean_by_quadrature_matches_closed_form():
     x = torch.tensor([[0.0, 0.0], [2.0, -1.0], [-3.0, 0.5], [5.0, -2.0]])
     closed = ((x - model.b) @ model.w) / (model.s2 + model.w.pow(2).sum())
     torch.testing.assert_close(true_posterior_mean(model, x), closed, atol=1e-4, rtol=0)
+
+
+# -- the optimised paths give the previous implementation's numbers -------------------------------
+def previous_encoder_states(model, x):
+    """Before the throughput work: the encoder LSTM over packed sequences, zero states at padding."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+    lengths = (x != PAD_ID).sum(dim=1)
+    packed = pack_padded_sequence(model.encoder_embedding(x), lengths, batch_first=True, enforce_sorted=False)
+    states, _ = pad_packed_sequence(model.encoder_lstm(packed)[0], batch_first=True, total_length=x.size(1))
+    return states
+
+
+def previous_log_px_given_z(model, x, z):
+    """Before the throughput work: x repeated for every sample, cross-entropy on a transposed view."""
+    batch, samples = z.shape[:2]
+    x_rep = x.repeat_interleave(samples, dim=0)
+    logits = model.decoder_logits(x_rep, z.reshape(batch * samples, -1))
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x_rep[:, 1:], ignore_index=PAD_ID,
+                                            reduction="none")
+    return -nll.sum(dim=1).view(batch, samples)
+
+
+def previous_objective(model, x):
+    """The one-sample training loss per sentence, computed the previous way."""
+    states, mask = previous_encoder_states(model, x), x != PAD_ID
+    mu, logvar = model.to_posterior(model.summary(states, mask)).chunk(2, dim=-1)
+    z = model.sample_posterior(mu, logvar, 1)
+    return -previous_log_px_given_z(model, x, z).squeeze(1) + 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1).sum(1)
+
+
+@pytest.mark.parametrize("summary", ["last", "max"])
+def test_optimised_paths_equal_the_previous_implementation(summary):
+    from methods.pooling import MaskedPooling
+    torch.manual_seed(0)
+    model = SequenceVAE(50, ModelConfig(embed_dim=8, encoder_hidden=12, decoder_hidden=12, latent_dim=3,
+                                        init_scale=0.3, embed_init_scale=0.5),
+                        summary=MaskedPooling("max") if summary == "max" else None)
+    x = pad_batch([[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17], [18]])
+    mask = x != PAD_ID
+    states, _ = model.encoder_states(x)
+    torch.testing.assert_close(states[mask], previous_encoder_states(model, x)[mask])  # real positions
+    model.eval()
+    z = torch.randn(4, 5, 3)
+    torch.testing.assert_close(model.log_px_given_z(x, z), previous_log_px_given_z(model, x, z))
+    # the IW estimate on fixed samples: the same noise drawn for both
+    torch.manual_seed(1)
+    fast = iw_log_likelihood(model, x, 20, samples_per_chunk=7)
+    torch.manual_seed(1)
+    mu, logvar = model.to_posterior(model.summary(previous_encoder_states(model, x), mask)).chunk(2, dim=-1)
+    weights = []
+    for count in (7, 7, 6):
+        eps = torch.randn(4, count, 3)
+        zs = mu.unsqueeze(1) + eps * (0.5 * logvar).exp().unsqueeze(1)
+        weights.append(previous_log_px_given_z(model, x, zs)
+                       + torch.distributions.Normal(0.0, 1.0).log_prob(zs).sum(-1)
+                       - torch.distributions.Normal(mu.unsqueeze(1), (0.5 * logvar).exp().unsqueeze(1)).log_prob(zs).sum(-1))
+    torch.testing.assert_close(fast, torch.logsumexp(torch.cat(weights, 1), 1) - math.log(20))
+    # the training loss for a fixed seed and batch (dropout on)
+    model.train()
+    torch.manual_seed(2)
+    out = model(x)
+    torch.manual_seed(2)
+    torch.testing.assert_close(out.reconstruction_nll + out.kl, previous_objective(model, x))
+    assert int(out.num_words) == (7 + 2 + 4 + 1) + 4  # words + end tokens; start tokens are not predicted

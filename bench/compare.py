@@ -144,12 +144,20 @@ class Cell(NamedTuple):
 
 
 EMPTY = Cell("")
+MISSING = Cell("-")  # not applicable (a model without a latent) or not published
+
+
+class TableRow(NamedTuple):
+    label: str
+    source: str  # "measured", "published <baseline>", or "ours − published"
+    cells: list[Cell]
+    citation: str | None = None  # BibTeX key of a published row
 
 
 def mean_cell(mean, low=math.nan, high=math.nan, digits=2, best=False) -> Cell:
     """``mean`` and ``± half-width`` of the interval [low, high] (no detail without one)."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return Cell("-")
+        return MISSING
     detail = "" if math.isnan(low) or math.isnan(high) else f"± {(high - low) / 2:.{digits}f}"
     return Cell(f"{mean:.{digits}f}", detail, best)
 
@@ -196,45 +204,50 @@ def measured_cell(row, column: str, best: dict[str, float]) -> Cell:
         return difference_cell(row, column[2:])
     metric = spec(column)
     if metric.latent_only and not row["uses_latent"]:
-        return Cell("-")  # a language model has no KL, MI or AU to report
+        return MISSING  # a language model has no KL, MI or AU to report
     mean = row[f"{column}_mean"]
     emphasise = column in best and not math.isnan(mean) and math.isclose(mean, best[column])
     return mean_cell(mean, row[f"{column}_low"], row[f"{column}_high"], metric.digits, emphasise)
 
 
 def published_cell(row, column: str) -> Cell:
-    source = {"train_hours": "time_hours", "time_ratio": "time_relative"}.get(column, column)
-    if column == "n" or column.startswith("d_") or row.get(source) is None:
-        return EMPTY if column == "n" or column.startswith("d_") else Cell("-")
-    return mean_cell(row[source], digits=0 if column == "au" else 1 if column in METRICS else 2)
+    """A published number as the paper gives it (no seeds, no interval, no difference to the VAE)."""
+    if column == "n" or column.startswith("d_"):
+        return EMPTY
+    value = row.get({"train_hours": "time_hours", "time_ratio": "time_relative"}.get(column, column))
+    return mean_cell(value, digits=0 if column == "au" else 1 if column in METRICS else 2)
+
+
+def gap_cell(ours, published, column: str) -> Cell:
+    """Our mean minus the published number, for the test metrics only."""
+    if column not in METRICS:
+        return EMPTY
+    return MISSING if published[column] is None else mean_cell(ours[f"{column}_mean"] - published[column])
 
 
 def dataset_rows(dataset: str, measured: pd.DataFrame, published: pd.DataFrame,
-                 columns=ALL_COLUMNS) -> list[tuple[str, str, list[Cell], str | None]]:
-    """(label, source, cells, citation key) for one dataset: measured rows, then published ones,
-    each followed by ``ours − published`` where we have the same method."""
+                 columns=ALL_COLUMNS) -> list[TableRow]:
+    """One dataset's rows: measured ones, then published ones, each followed by
+    ``ours − published`` where we have the same method."""
     mine = measured[measured["dataset"] == dataset]
     best = best_values(mine)
-    rows = [(row["label"], "measured", [measured_cell(row, c, best) for c in columns], None)
+    rows = [TableRow(row["label"], "measured", [measured_cell(row, c, best) for c in columns])
             for _, row in mine.iterrows()]
     theirs = published[published["dataset"] == dataset] if len(published) else published
     for _, row in theirs.iterrows():
         mark = "" if row["verified"] else " (unverified)"
-        rows.append((row["label"], f"published {row['baseline']}{mark}", [published_cell(row, c) for c in columns],
-                     row["citation_key"]))
+        rows.append(TableRow(row["label"], f"published {row['baseline']}{mark}",
+                             [published_cell(row, c) for c in columns], row["citation_key"]))
         match = mine[mine["label"] == row["label"]]
         if len(match):
-            ours = match.iloc[0]
-            gap = [mean_cell(ours[f"{c}_mean"] - row[c]) if c in METRICS and row[c] is not None
-                   else (EMPTY if c not in METRICS else Cell("-")) for c in columns]
-            rows.append((row["label"], "ours − published", gap, None))
+            rows.append(TableRow(row["label"], "ours − published", [gap_cell(match.iloc[0], row, c) for c in columns]))
     return rows
 
 
 def render_text(rows, columns, style: str, caption: str) -> str:
     """Terminal (``table``) or Markdown (``md``, best values in bold) table under its caption."""
     mark = (lambda t: f"**{t}**") if style == "md" else (lambda t: f"{t} *")
-    body = [[label, source, *[mark(c.text()) if c.best else c.text() for c in cells]] for label, source, cells, _ in rows]
+    body = [[row.label, row.source, *[mark(c.text()) if c.best else c.text() for c in row.cells]] for row in rows]
     table = tabulate(body, headers=["method", "source", *map(header, columns)],
                      tablefmt="github" if style == "md" else "simple", disable_numparse=True)
     return f"{caption}\n\n{table}\n" if style == "md" else f"{caption}\n{table}\n"
@@ -263,22 +276,22 @@ def render_latex(rows, columns, caption: str, dataset: str, layout: str = "compa
     ``wide`` puts each interval on the same line and uses ``table*`` (both columns of a
     two-column paper); ``compact`` stacks it under the value and keeps only the published
     rows of methods measured here, to fit one text column."""
-    rows = [r for r in rows if r[1] != "ours − published"]
-    if layout == "compact":  # published rows only for methods measured here (the text formats have all)
-        measured_labels = {label for label, source, _, _ in rows if source == "measured"}
-        rows = [r for r in rows if r[1] == "measured" or r[0] in measured_labels]
-    labels = [latex_escape(label) + ("" if cite is None else rf" \cite{{{cite}}}") for label, _, _, cite in rows]
-    frame = pd.DataFrame([[latex_cell(c, layout) for c in cells] for _, _, cells, _ in rows],
-                         index=labels, columns=[latex_escape(header(c).replace(" vs VAE", "")) for c in columns])
-    bold = pd.DataFrame([["font-weight: bold;" if c.best else "" for c in cells] for _, _, cells, _ in rows],
-                        index=frame.index, columns=frame.columns)
-    styler = frame.style.apply(lambda _: bold, axis=None)
+    measured_labels = {row.label for row in rows if row.source == "measured"}
+    rows = [row for row in rows if row.source == "measured" or row.citation is not None
+            and (layout == "wide" or row.label in measured_labels)]  # compact: published rows of methods run here
+    # labels as a column, not the index: two papers may publish the same method (a repeated label)
+    frame = pd.DataFrame([[latex_escape(row.label) + ("" if row.citation is None else rf" \cite{{{row.citation}}}"),
+                           *[latex_cell(c, layout) for c in row.cells]] for row in rows],
+                         columns=["", *[latex_escape(header(c).replace(" vs VAE", "")) for c in columns]])
+    bold = pd.DataFrame([["", *["font-weight: bold;" if c.best else "" for c in row.cells]] for row in rows],
+                        columns=frame.columns)
+    styler = frame.style.apply(lambda _: bold, axis=None).hide(axis="index")
     tex = styler.to_latex(
         column_format="l" + "r" * len(columns), hrules=True, convert_css=True, position="t",
         position_float="centering", environment="table*" if layout == "wide" else "table",
         caption=latex_escape(caption), label=f"tab:{dataset.replace('_', '-')}")
     tex = tex.replace(r"\begin{tabular}", "\\small\n\\begin{tabular}", 1)
-    measured = sum(source == "measured" for _, source, _, _ in rows)
+    measured = len([row for row in rows if row.source == "measured"])
     if 0 < measured < len(rows):  # a rule between measured and published rows
         lines = tex.splitlines()
         first_published = lines.index(r"\midrule") + 1 + measured

@@ -224,9 +224,10 @@ class BatchedSplit:
         return self.batches[int(torch.randint(len(self.batches), (1,), generator=generator))]
 
 
-def predicted_tokens(x: torch.Tensor) -> int:
-    """Tokens a padded batch [B, T] asks the decoder to predict: words plus end tokens (not the start)."""
-    return int(((x != PAD_ID).sum(dim=1) - 1).sum())
+def predicted_tokens(x: torch.Tensor) -> torch.Tensor:
+    """Tokens a padded batch [B, T] asks the decoder to predict: words plus end tokens (not the
+    start), as a 0-dim tensor on the batch's device (reading it is a host sync: do it rarely)."""
+    return (x != PAD_ID).sum() - x.size(0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -181,7 +181,7 @@ class Trainer:
             if bar is not None:
                 bar.set_postfix(loss=f"{float(totals['loss']) / totals['sentences']:.2f}",
                                 kl=f"{float(totals['kl']) / totals['sentences']:.2f}")
-        check_finite(torch.as_tensor(totals["loss"]), f"at epoch {self.epoch + 1}, by step {self.step}")
+        check_finite(totals["loss"], f"at epoch {self.epoch + 1}, by step {self.step}")
         seconds = time.perf_counter() - started
         self.train_seconds += seconds
         n = max(1, totals["sentences"])

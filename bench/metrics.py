@@ -170,7 +170,7 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
             x = x.to(device)
             per_sentence.append(-iw_log_likelihood(model, x, eval_config.iw_samples,
                                                    max_elements=eval_config.iw_max_elements).double().cpu())
-            words += predicted_tokens(x)
+            words += int(predicted_tokens(x))
         nlls = torch.cat(per_sentence)
         order = getattr(iw_batches, "order", None)  # a BatchedSplit: back to file order, for pairing runs
         if order is not None:

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bench.config import ModelConfig
-from bench.data import PAD_ID
+from bench.data import PAD_ID, predicted_tokens
 
 
 class LastStateSummary(nn.Module):
@@ -180,8 +180,7 @@ class SequenceVAE(nn.Module):
         """One-sample ELBO pieces for given posterior parameters (e.g. refined ones, SA-VAE)."""
         z = self.sample_posterior(mu, logvar, 1)
         reconstruction_nll = -self.log_px_given_z(x, z).squeeze(1)
-        words = (x != PAD_ID).sum() - x.size(0)  # no host sync: a tensor, read once per epoch
-        return VaeOutput(reconstruction_nll, gaussian_kl_per_dim(mu, logvar), mu, logvar, words)
+        return VaeOutput(reconstruction_nll, gaussian_kl_per_dim(mu, logvar), mu, logvar, predicted_tokens(x))
 
 
 def log_standard_normal(z: torch.Tensor) -> torch.Tensor:

@@ -81,10 +81,12 @@ def flops_per_token(config, vocab_size: int) -> float:
 
 
 def peak_memory_gib(device: torch.device) -> float:
+    """Peak GPU memory allocated by torch, or the process's peak resident memory on a CPU (so far:
+    with several methods in one run, a later row includes the earlier ones' peak)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
-    import psutil
-    return psutil.Process().memory_info().rss / 2**30
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def build_trainer(name: str, profile: str, overrides: dict, device: torch.device, steps: int) -> Trainer:
@@ -106,13 +108,7 @@ def _packed_trial(name, profile, overrides, device, steps, threads, barrier, que
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     barrier.wait()
-    tokens_per_s = time_training(trainer, steps, warmup=0)
-    if device.type == "cuda":
-        memory = torch.cuda.max_memory_allocated(device)
-    else:
-        import psutil
-        memory = psutil.Process().memory_info().rss
-    queue.put((tokens_per_s, memory))
+    queue.put((time_training(trainer, steps, warmup=0), peak_memory_gib(device)))
 
 
 def measure_packing(name: str, profile: str, overrides: dict, device: torch.device, steps: int,
@@ -134,7 +130,7 @@ def measure_packing(name: str, profile: str, overrides: dict, device: torch.devi
             worker.join()
         total = sum(r[0] for r in results)
         rows.append([str(count), f"{total:,.0f}", f"{total / count:,.0f}",
-                     f"{max(r[1] for r in results) / 2**30:.2f}"])
+                     f"{max(r[1] for r in results):.2f}"])
     return rows
 
 

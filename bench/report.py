@@ -256,9 +256,8 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str
                     f"{ratio:.2f}: pooling is {'faster, as claimed' if ratio < 1 else 'not faster, unlike the claim'}.")
     if not math.isnan(get(POOLING, "nll")) and not math.isnan(get(BASELINE, "nll")):
         nll = change(POOLING, BASELINE, "nll")
-        lm = min((get(l, "nll") for l in summary[~summary["uses_latent"].astype(bool)
-                                                   & (summary["dataset"] == dataset)]["label"].unique()),
-                 default=math.nan)
+        without_latent = summary[(summary["dataset"] == dataset) & ~summary["uses_latent"].astype(bool)]
+        lm = get(without_latent["label"].iloc[0], "nll") if len(without_latent) else math.nan
         lm_note = (f" The LSTM language model scores {lm:.2f}; a VAE that uses its latent should beat it."
                    if not math.isnan(lm) else "")
         verdict = ("a better log-likelihood from the simple change, as claimed" if nll.excludes_zero

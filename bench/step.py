@@ -18,6 +18,7 @@ never waits for the device; the loop reads them once per epoch.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -121,8 +122,8 @@ class StepContext:
         self._restart_model_selection()
 
 
-def check_finite(loss_sum: torch.Tensor, where: str) -> None:
-    """Raise :class:`TrainingDiverged` if a (summed) loss is NaN or infinite."""
-    if not torch.isfinite(loss_sum):
+def check_finite(loss_sum: torch.Tensor | float, where: str) -> None:
+    """Raise :class:`TrainingDiverged` if a (summed) loss is NaN or infinite (a host sync on a GPU)."""
+    if not math.isfinite(float(loss_sum)):
         raise TrainingDiverged(f"loss is {float(loss_sum)} {where}; lower train.lr (e.g. --set train.lr=0.5) "
                                "or check the data")

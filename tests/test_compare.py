@@ -147,6 +147,14 @@ def test_default_latex_fits_a_plain_article(results, tmp_path):
     assert "Overfull \\hbox" not in (tmp_path / "doc.log").read_text()
 
 
+def test_latex_with_a_method_published_twice(results, tmp_path):
+    """Two baselines publish the VAE on Yahoo under the same citation key: a repeated label."""
+    compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "latex", "--layout", "wide",
+                  "--include-unverified", "--out", str(tmp_path)])
+    tex = (tmp_path / "comparison.tex").read_text()
+    assert [line.startswith(r"vae \cite{he2019lagging} &") for line in tex.splitlines()].count(True) == 2
+
+
 def test_csv_has_measured_and_published_rows(results, tmp_path):
     compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "csv", "--out", str(tmp_path)])
     text = (tmp_path / "comparison.csv").read_text()

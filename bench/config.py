@@ -23,6 +23,10 @@ from bench.errors import BenchError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
+# Metadata of a setting added after records were made: it enters the run id only when it is
+# not at its default, so those records keep their ids (RunConfig.identity).
+IN_ID_WHEN_SET = {"in_id_when_set": True}
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -80,6 +84,9 @@ class TrainConfig:
     lr_decay: float = 0.5
     max_decays: int = 5  # stop after this many decays
     max_train_minutes: float | None = None  # wall-clock budget; stops after the epoch that exceeds it
+    # bfloat16 autocast for the forward and backward passes (GPUs; CPUs with AVX-512 BF16 or
+    # AMX); parameters, optimiser and softmax stay float32.
+    bf16: bool = field(default=False, metadata=IN_ID_WHEN_SET)
 
     def __post_init__(self) -> None:
         _positive(self, "lr", "clip_grad_norm", "max_epochs", "decay_patience", "max_decays")
@@ -99,6 +106,9 @@ class EvalConfig:
     # Largest logits tensor (elements) one decoder pass may hold during IW evaluation;
     # sentences and samples are chunked to stay below it, which bounds memory.
     iw_max_elements: int = 50_000_000
+    # bfloat16 autocast for the decoder in IW evaluation; `python -m bench.perf --bf16` measures
+    # its speed and NLL change, and a record states it in its config.
+    iw_bf16: bool = field(default=False, metadata=IN_ID_WHEN_SET)
 
     def __post_init__(self) -> None:
         _positive(self, "iw_samples", "iw_max_elements")
@@ -123,6 +133,16 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["methods"] = {k: dict(v) for k, v in self.methods.items()}
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the settings marked ``IN_ID_WHEN_SET`` that are at their
+        default: what the run id hashes."""
+        out = self.to_dict()
+        for section in SECTIONS:
+            for item in dataclasses.fields(getattr(self, section)):
+                if item.metadata.get("in_id_when_set") and out[section][item.name] == item.default:
+                    del out[section][item.name]
         return out
 
 

@@ -212,6 +212,13 @@ class BatchedSplit:
     def __len__(self) -> int:
         return len(self.batches)
 
+    def to(self, device: torch.device) -> "BatchedSplit":
+        """Keep every batch on ``device`` (a GPU): a split is small (Yahoo's 100k training
+        documents are about 64 MB of token ids), and a step then starts with no host-to-device
+        copy to wait for, which is what pinned memory and prefetching would approximate."""
+        self.batches = [batch.to(device) for batch in self.batches]
+        return self
+
     def __iter__(self) -> Iterator[torch.Tensor]:
         return iter(self.batches)
 

@@ -87,12 +87,13 @@ class Trainer:
         seed_everything(config.seed)
         self.model = build_model(method, len(corpus.vocab), config).to(device)
         batch_size, eval_batch_size = config.data.batch_size, config.data.eval_batch_size
-        self.train_data = BatchedSplit(corpus.splits["train"], batch_size)
-        self.valid_data = BatchedSplit(corpus.splits["valid"], eval_batch_size)
-        self.test_data = BatchedSplit(corpus.splits["test"], eval_batch_size)
+        self.train_data = BatchedSplit(corpus.splits["train"], batch_size).to(device)
+        self.valid_data = BatchedSplit(corpus.splits["valid"], eval_batch_size).to(device)
+        self.test_data = BatchedSplit(corpus.splits["test"], eval_batch_size).to(device)
         # The IW bound is costly: a reduced profile scores the first N test sentences in file
         # order (a representative sample; the batches themselves are sorted by length).
-        self.iw_test_data = BatchedSplit(corpus.splits["test"][: config.eval.iw_max_sentences], eval_batch_size)
+        self.iw_test_data = BatchedSplit(corpus.splits["test"][: config.eval.iw_max_sentences],
+                                         eval_batch_size).to(device)
         self.generator = torch.Generator().manual_seed(config.seed)  # batch order and random batches
         self.step = 0  # training batches seen (the schedules' clock)
         self.epoch = 0
@@ -106,9 +107,9 @@ class Trainer:
         self.eval_seconds = 0.0
         self.context = StepContext(
             self.model, method, config.train.lr, config.train.clip_grad_norm, clock=lambda: self.clock,
-            random_batch=lambda: self.train_data.random_batch(self.generator).to(self.device),
+            random_batch=lambda: self.train_data.random_batch(self.generator),
             validation_mi=self.validation_mi_at_training_batch_size,
-            restart_model_selection=self.restart_model_selection, log=log)
+            restart_model_selection=self.restart_model_selection, log=log, bf16=config.train.bf16)
 
     @property
     def lr(self) -> float:
@@ -138,14 +139,14 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
-            mi = mean_mutual_information(self.model.encode(x.to(self.device))
+            mi = mean_mutual_information(self.model.encode(x)
                                          for x in self.valid_at_training_batch_size)
         self.model.train(was_training)
         return mi
 
     @functools.cached_property
     def valid_at_training_batch_size(self) -> BatchedSplit:
-        return BatchedSplit(self.corpus.splits["valid"], self.config.data.batch_size)
+        return BatchedSplit(self.corpus.splits["valid"], self.config.data.batch_size).to(self.device)
 
     def _evaluate(self, data: BatchedSplit, iw_data: BatchedSplit | None = None, model=None) -> dict[str, float]:
         started = time.perf_counter()
@@ -170,7 +171,7 @@ class Trainer:
             batches = bar = tqdm(batches, total=len(self.train_data), desc=f"epoch {self.epoch + 1}",
                                  leave=False, unit="batch", file=sys.stderr)
         for index, batch in enumerate(batches, 1):
-            stats = self.method.train_step(self.context, batch.to(self.device, non_blocking=True))
+            stats = self.method.train_step(self.context, batch)  # batches live on the device
             self.step += 1
             if on_step is not None:
                 on_step(self)

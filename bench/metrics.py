@@ -169,7 +169,8 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
         for x in iw_batches:
             x = x.to(device)
             per_sentence.append(-iw_log_likelihood(model, x, eval_config.iw_samples,
-                                                   max_elements=eval_config.iw_max_elements).double().cpu())
+                                                   max_elements=eval_config.iw_max_elements,
+                                                   bf16=eval_config.iw_bf16).double().cpu())
             words += int(predicted_tokens(x))
         nlls = torch.cat(per_sentence)
         order = getattr(iw_batches, "order", None)  # a BatchedSplit: back to file order, for pairing runs

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from bench.config import ModelConfig
 from bench.data import PAD_ID, predicted_tokens
+from bench.output_layer import at_least_float32, output_layer_nll
 
 
 class LastStateSummary(nn.Module):
@@ -137,8 +137,8 @@ class SequenceVAE(nn.Module):
         if self.latent_dim == 0:
             empty = x.new_zeros((x.size(0), 0), dtype=torch.float)
             return empty, empty
-        mu, logvar = self.to_posterior(self.encoder_features(x)).chunk(2, dim=-1)
-        return self.mean_layer(mu), logvar
+        mu, logvar = at_least_float32(self.to_posterior(self.encoder_features(x))).chunk(2, dim=-1)
+        return self.mean_layer(mu), logvar  # float32 under bf16 autocast: KL and z stay precise
 
     @staticmethod
     def sample_posterior(mu: torch.Tensor, logvar: torch.Tensor, num_samples: int) -> torch.Tensor:
@@ -147,8 +147,8 @@ class SequenceVAE(nn.Module):
         return mu.unsqueeze(1) + eps * (0.5 * logvar).exp().unsqueeze(1)
 
     # -- decoder ----------------------------------------------------------------------
-    def decoder_logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Next-token logits [N, T-1, V] for inputs x[:, :-1] given z [N, latent_dim]."""
+    def decoder_states(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Decoder LSTM outputs after dropout [N, T-1, H] for inputs x[:, :-1] given z [N, latent_dim]."""
         inputs = self.dropout_in(self.decoder_embedding(x[:, :-1]))
         if self.latent_dim > 0:
             inputs = torch.cat([inputs, z.unsqueeze(1).expand(-1, inputs.size(1), -1)], dim=2)
@@ -156,20 +156,25 @@ class SequenceVAE(nn.Module):
             states, _ = self.decoder_lstm(inputs, (torch.tanh(cell), cell))
         else:
             states, _ = self.decoder_lstm(inputs)
-        return self.output(self.dropout_out(states))
+        return self.dropout_out(states)
+
+    def decoder_logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Next-token logits [N, T-1, V] for inputs x[:, :-1] given z [N, latent_dim]."""
+        return self.output(self.decoder_states(x, z))
 
     def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) per sentence and sample [B, K] for z [B, K, latent_dim].
 
         Sums over the words and the end token; the start token is given, not predicted.
-        The cross-entropy reads the logits as one contiguous [B*K*(T-1), V] matrix (a
-        transposed [N, V, T] view would be copied first).
+        The output layer and the cross-entropy are one fused function over contiguous
+        [B*K*(T-1), H] states (:mod:`bench.output_layer`), which never holds more than one
+        logits-sized buffer.
         """
         batch, samples = z.shape[:2]
         x_rep = x if samples == 1 else x.repeat_interleave(samples, dim=0)  # [B*K, T], row b*K+k: sentence b
-        logits = self.decoder_logits(x_rep, z.reshape(batch * samples, -1))
-        token_nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x_rep[:, 1:].reshape(-1),
-                                    ignore_index=PAD_ID, reduction="none")
+        states = self.decoder_states(x_rep, z.reshape(batch * samples, -1))
+        token_nll = output_layer_nll(states.reshape(-1, states.size(-1)), self.output.weight,
+                                     x_rep[:, 1:].reshape(-1), PAD_ID)
         return -token_nll.view(batch * samples, -1).sum(dim=1).view(batch, samples)
 
     def forward(self, x: torch.Tensor) -> VaeOutput:

@@ -2,10 +2,13 @@
 
 Measures, on the current device, training tokens/s of each chosen method's update step, the
 arithmetic rate that implies (GFLOP/s, from the model's multiply-adds per token, x3 for the
-backward pass), importance-weighted evaluation sentences/s and peak memory, for a profile's
+backward pass) and its share of the device's float32 matrix-product rate (measured here on a
+large product: the ceiling for this arithmetic), importance-weighted evaluation sentences/s
+and peak memory, for a profile's
 model size, batch size, sentence length and vocabulary, on random sentences (speed does not
-depend on the words). ``--bf16`` also times IW evaluation under bfloat16 autocast and
-reports its NLL change on the same samples. Speeds are reported as absolute numbers and as
+depend on the words). ``--bf16`` also times training and IW evaluation under bfloat16
+autocast and reports the IW NLL change on the same samples (at initialisation, where logits
+are small: the change on a trained model is measured by evaluating it both ways, README). Speeds are reported as absolute numbers and as
 ratios: method / first method, and against an earlier run saved with ``--json``
 (``--baseline``), so versions and hardware can be compared. Nothing here is asserted in tests.
 """
@@ -80,6 +83,21 @@ def flops_per_token(config, vocab_size: int) -> float:
     return encoder + decoder + 2 * m.decoder_hidden * vocab_size
 
 
+def matmul_gflop_per_s(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 2048) -> float:
+    """The device's achievable arithmetic rate: GFLOP/s of a large square matrix product (the
+    operation that dominates both training and IW evaluation), best of 3."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    best = float("inf")
+    for _ in range(4):  # the first is a warm-up
+        synchronize(device)
+        started = time.perf_counter()
+        a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * size ** 3 / best / 1e9
+
+
 def peak_memory_gib(device: torch.device) -> float:
     """Peak GPU memory allocated by torch, or the process's peak resident memory on a CPU (so far:
     with several methods in one run, a later row includes the earlier ones' peak)."""
@@ -148,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iw-sentences", type=int, default=None, metavar="N",
                         help="sentences in the IW timing (default: the profile's eval batch size, at most 64)")
     parser.add_argument("--bf16", action="store_true",
-                        help="also time IW evaluation under bfloat16 autocast, with its NLL change on the same samples")
+                        help="also time training and IW evaluation under bfloat16 autocast (train.bf16, eval.iw_bf16), "
+                             "with the IW NLL change on the same samples")
     parser.add_argument("--device", default="auto", metavar="DEV", help="cpu, cuda or auto")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")
     parser.add_argument("--concurrent", metavar="1,2,4,8",
@@ -171,22 +190,26 @@ def measure(name: str, args, overrides: dict, device: torch.device) -> tuple[Tra
               "iw_sentences_per_s": iw_per_s, "peak_memory_gib": peak_memory_gib(device)}
     if args.bf16:
         bf16_per_s, bf16_nll = time_iw(trainer, sentences, config.eval.iw_samples, bf16=True)
-        values.update(iw_bf16_sentences_per_s=bf16_per_s, iw_bf16_max_nll_change=float((bf16_nll - nll).abs().max()),
+        trainer.context.bf16 = True  # as train.bf16 would set it; same model and batches
+        values.update(train_bf16_tokens_per_s=time_training(trainer, args.steps), iw_bf16_sentences_per_s=bf16_per_s,
+                      iw_bf16_max_nll_change=float((bf16_nll - nll).abs().max()),
                       iw_bf16_mean_nll_change=float((bf16_nll - nll).mean()))
     return trainer, values
 
 
-def table_rows(measurements: dict[str, dict], baseline: Path | None, bf16: bool) -> tuple[list[str], list[list[str]]]:
+def table_rows(measurements: dict[str, dict], baseline: Path | None, bf16: bool,
+               matmul_rate: float) -> tuple[list[str], list[list[str]]]:
     first = next(iter(measurements.values()))
-    headers = ["method", "train tok/s", "train GFLOP/s", "IW sent/s", "peak GiB", "speed vs first"]
-    rows = [[name, f"{v['train_tokens_per_s']:,.0f}", f"{v['train_gflop_per_s']:.1f}", f"{v['iw_sentences_per_s']:,.3f}",
+    headers = ["method", "train tok/s", "train GFLOP/s", "of matmul rate", "IW sent/s", "peak GiB", "speed vs first"]
+    rows = [[name, f"{v['train_tokens_per_s']:,.0f}", f"{v['train_gflop_per_s']:.1f}",
+             f"{v['train_gflop_per_s'] / matmul_rate:.0%}", f"{v['iw_sentences_per_s']:,.3f}",
              f"{v['peak_memory_gib']:.2f}", f"{v['train_tokens_per_s'] / first['train_tokens_per_s']:.2f}"]
             for name, v in measurements.items()]
     if bf16:
-        headers += ["IW bf16 sent/s", "bf16 / fp32", "max |ΔNLL| bf16"]
+        headers += ["bf16 train speed", "bf16 IW speed", "max |ΔNLL| bf16"]
         for row, v in zip(rows, measurements.values()):
-            row += [f"{v['iw_bf16_sentences_per_s']:,.3f}", f"{v['iw_bf16_sentences_per_s'] / v['iw_sentences_per_s']:.2f}",
-                    f"{v['iw_bf16_max_nll_change']:.4f}"]
+            row += [f"{v['train_bf16_tokens_per_s'] / v['train_tokens_per_s']:.2f}x",
+                    f"{v['iw_bf16_sentences_per_s'] / v['iw_sentences_per_s']:.2f}x", f"{v['iw_bf16_max_nll_change']:.4f}"]
     if baseline:
         try:
             old = json.loads(baseline.read_text())["measurements"]
@@ -222,16 +245,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
         trainer, measurements[name] = measure(name, args, overrides, device)
     config, hardware = trainer.config, environment(device)["hardware"]
+    matmul_rate = matmul_gflop_per_s(device)
     shape = {"embed": config.model.embed_dim, "hidden": config.model.encoder_hidden, "latent": config.model.latent_dim,
              "vocab": len(trainer.corpus.vocab), "length": config.data.max_length or DEFAULT_LENGTH,
              "batch": config.data.batch_size, "iw_samples": config.eval.iw_samples}
     print(f"profile {args.profile}: " + ", ".join(f"{k} {v}" for k, v in shape.items())
-          + f"; device {hardware['gpu'] or 'CPU'} ({hardware['torch_threads']} threads)")
-    headers, rows = table_rows(measurements, args.baseline, args.bf16)
+          + f"; device {hardware['gpu'] or 'CPU'} ({hardware['torch_threads']} threads), "
+          f"float32 matmul rate {matmul_rate:.0f} GFLOP/s")
+    headers, rows = table_rows(measurements, args.baseline, args.bf16, matmul_rate)
     print(tabulate(rows, headers=headers, disable_numparse=True))
     if args.json:
         args.json.write_text(json.dumps({"profile": args.profile, "shape": shape, "hardware": hardware,
-                                         "torch": torch.__version__, "measurements": measurements}, indent=1))
+                                         "torch": torch.__version__, "matmul_gflop_per_s": matmul_rate,
+                                         "measurements": measurements}, indent=1))
     return 0
 
 

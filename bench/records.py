@@ -34,7 +34,7 @@ def run_id(config: RunConfig, method_settings: dict[str, Any]) -> str:
     """Stable 12-hex-digit hash of everything that defines the run: its configuration with the
     settings of its own method(s) only (editing another method's settings in a profile must
     not invalidate this run's record)."""
-    used = config.to_dict()
+    used = config.identity()
     used["methods"] = {name: values for name, values in used["methods"].items() if name in method_settings}
     payload = json.dumps({"config": used, "method_settings": method_settings}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]

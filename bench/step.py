@@ -40,8 +40,8 @@ class StepContext:
     def __init__(self, model: SequenceVAE, method: Method, lr: float, clip_grad_norm: float,
                  clock: Callable[[], TrainingClock], random_batch: Callable[[], torch.Tensor],
                  validation_mi: Callable[[], float], restart_model_selection: Callable[[], None],
-                 log: Callable[[str], None] = print):
-        self.model, self.method, self.clip_grad_norm = model, method, clip_grad_norm
+                 log: Callable[[str], None] = print, bf16: bool = False):
+        self.model, self.method, self.clip_grad_norm, self.bf16 = model, method, clip_grad_norm, bf16
         self._clock, self._random_batch, self._validation_mi = clock, random_batch, validation_mi
         self._restart_model_selection, self.log = restart_model_selection, log
         self.set_learning_rate(lr)
@@ -68,14 +68,21 @@ class StepContext:
 
     def sentence_objective(self, model, batch: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """The objective per sentence [B] at given posterior parameters (one z sample)."""
-        return self.penalised(model.elbo_terms(batch, mu, logvar))
+        with self._precision():
+            return self.penalised(model.elbo_terms(batch, mu, logvar))
 
     def objective(self, batch: torch.Tensor, mu: torch.Tensor | None = None,
                   logvar: torch.Tensor | None = None) -> tuple[torch.Tensor, VaeOutput]:
         """The batch mean of the objective, and the forward output; with ``mu`` and ``logvar``
         given, q(z|x) has those parameters instead of the encoder's."""
-        out = self.model(batch) if mu is None else self.model.elbo_terms(batch, mu, logvar)
-        return self.penalised(out).mean(), out
+        with self._precision():
+            out = self.model(batch) if mu is None else self.model.elbo_terms(batch, mu, logvar)
+            return self.penalised(out).mean(), out
+
+    def _precision(self) -> torch.autocast:
+        """bfloat16 autocast for the forward pass when ``train.bf16`` is set (the backward
+        follows the forward's dtypes); the model keeps losses and KL terms in float32."""
+        return torch.autocast(self.model.output.weight.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     # -- updates ------------------------------------------------------------------------
     def joint_step(self, batch: torch.Tensor) -> StepStatistics:

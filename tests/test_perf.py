@@ -16,4 +16,6 @@ def test_perf_reports_methods_and_ratios(tmp_path, capsys):
     measured = json.loads(out.read_text())["measurements"]
     assert set(measured) == {"vae", "pooling"} and all(v["train_tokens_per_s"] > 0 for v in measured.values())
     bf16 = json.loads(again.read_text())["measurements"]["vae"]
-    assert bf16["iw_bf16_sentences_per_s"] > 0 and bf16["iw_bf16_max_nll_change"] >= 0 and "bf16 / fp32" in text
+    assert bf16["iw_bf16_sentences_per_s"] > 0 and bf16["iw_bf16_max_nll_change"] >= 0 and "bf16 IW speed" in text
+    assert bf16["train_bf16_tokens_per_s"] > 0 and "of matmul rate" in text
+    assert json.loads(again.read_text())["matmul_gflop_per_s"] > 0

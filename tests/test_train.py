@@ -5,6 +5,7 @@ import math
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -56,6 +57,17 @@ def test_same_seed_same_numbers_and_finished_runs_are_not_redone(tmp_path, smoke
     messages = []
     reused = run(smoke_config("vae"), tmp_path / "a", log=messages.append)
     assert reused["finished_at"] == first["finished_at"] and "already finished" in messages[0]
+
+
+def test_bfloat16_options_train_and_evaluate_close_to_float32(tmp_path, smoke_config):
+    full = run(smoke_config("vae"), tmp_path, log=quiet)["metrics"]["test"]
+    # same training, evaluation under bf16 autocast: same samples, so only precision differs
+    iw_bf16 = run(smoke_config("vae", eval={"iw_bf16": True}), tmp_path, log=quiet)
+    assert iw_bf16["config"]["eval"]["iw_bf16"] is True
+    assert iw_bf16["metrics"]["test"]["elbo_nll"] == full["elbo_nll"]
+    assert 0 < abs(iw_bf16["metrics"]["test"]["nll"] - full["nll"]) < 0.05
+    half = run(smoke_config("vae", train={"bf16": True}), tmp_path, log=quiet)
+    assert half["status"] == "finished" and abs(half["metrics"]["test"]["nll"] - full["nll"]) < 1.0
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, smoke_config):
@@ -207,3 +219,20 @@ def test_run_id_depends_on_the_runs_own_method_settings_only(smoke_config):
     assert identifier(smoke_config("pooling+kl_anneal", sa_vae={"svi_steps": 3})) == identifier(pooled)
     assert identifier(smoke_config("pooling+kl_anneal", kl_anneal={"warm_up": 3})) != identifier(pooled)
     assert identifier(smoke_config("vae", train={"lr": 0.5})) != base
+    # settings added after records existed enter the id only when set (committed ids stay valid)
+    assert smoke_config("vae", train={"bf16": False}).identity() == smoke_config("vae").identity()
+    assert "iw_bf16" not in smoke_config("vae").identity()["eval"]
+    assert identifier(smoke_config("vae", train={"bf16": True})) != base
+    assert identifier(smoke_config("vae", eval={"iw_bf16": True})) != base
+
+
+def test_committed_records_keep_their_run_ids():
+    # a record is reused by a sweep only if the config it stores still hashes to its run id
+    from bench.config import SECTIONS, RunConfig, from_dict
+    paths = sorted(Path(records.__file__).parents[1].glob("results/**/record.json"))
+    assert paths
+    for path in paths:
+        record = json.loads(path.read_text())
+        raw = record["config"]
+        config = RunConfig(**{k: from_dict(SECTIONS[k], v, str(path)) if k in SECTIONS else v for k, v in raw.items()})
+        assert records.run_id(config, record["method_settings"]) == record["run_id"], path

@@ -1,0 +1,81 @@
+"""The decoder's output layer and token cross-entropy as one autograd function.
+
+    nll_i = -log softmax(h_i W^T)[y_i]    (0 where y_i is padding),
+    d nll_i / d logits_i = softmax(h_i W^T) - onehot(y_i).
+
+``F.linear`` followed by ``F.cross_entropy`` holds four [N, V] buffers (logits,
+log-probabilities, a zero-filled gradient of the log-probabilities, the gradient of the
+logits), each freshly allocated and passed over. With V = 20,000 they dominate the memory
+traffic of a step. Here one buffer serves throughout: the logits become log-probabilities
+in place, the backward turns them into the gradient in place. The numbers are those of
+``F.cross_entropy(h @ W.T, y, ignore_index=pad, reduction="none")`` to float tolerance
+(test_model).
+
+Under autocast the two matrix products run in its dtype (bfloat16) and the softmax in
+float32. Differentiating twice (SA-VAE's ``create_graph=True``) recomputes the plain
+operations, which autograd can differentiate again.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+
+def output_layer_nll(states: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                     ignore_index: int) -> torch.Tensor:
+    """Per-token negative log-likelihood [N] for decoder states [N, H], output weight [V, H]
+    and targets [N]; tokens equal to ``ignore_index`` get 0."""
+    return _OutputLayerNLL.apply(states, weight, targets, targets != ignore_index)
+
+
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in float32 if it is in a 16-bit type (autocast), else as it is (float64 stays)."""
+    return tensor.float() if tensor.element_size() < 4 else tensor
+
+
+def _logits(states, weight):
+    """states W^T in float32 or wider for the softmax, and the product's dtype (bfloat16
+    under autocast)."""
+    logits = states.mm(weight.t())
+    return at_least_float32(logits), logits.dtype
+
+
+def _plain_nll(states, weight, targets, keep):
+    """The same numbers from standard operations (for differentiating twice)."""
+    return F.cross_entropy(_logits(states, weight)[0], targets, reduction="none") * keep
+
+
+def _log_probs(states, weight):
+    """log softmax(states W^T) [N, V], in place in the logits' buffer, and the product's dtype."""
+    logits, compute_dtype = _logits(states, weight)
+    return torch.log_softmax(logits, dim=1, out=logits), compute_dtype
+
+
+class _OutputLayerNLL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, states, weight, targets, keep):
+        log_probs, ctx.compute_dtype = _log_probs(states, weight)
+        ctx.save_for_backward(states, weight, targets, keep)
+        ctx.log_probs = log_probs  # not saved_tensors: the backward overwrites it
+        return -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1) * keep
+
+    @staticmethod
+    def backward(ctx, grad_nll):
+        states, weight, targets, keep = ctx.saved_tensors
+        wanted = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():  # create_graph=True: the gradient must itself be differentiable
+            inputs = [t for t, need in zip((states, weight), wanted) if need]
+            grads = iter(torch.autograd.grad(_plain_nll(states, weight, targets, keep), inputs, grad_nll,
+                                             create_graph=True))
+            return tuple(next(grads) if need else None for need in wanted) + (None, None)
+        log_probs, ctx.log_probs = ctx.log_probs, None
+        if log_probs is None:  # a second backward (retain_graph=True): the buffer is spent
+            log_probs, _ = _log_probs(states, weight)
+        scale = (grad_nll * keep).unsqueeze(1)  # [N, 1]
+        grad_logits = log_probs.exp_().mul_(scale)  # softmax * g, in the saved buffer
+        grad_logits.scatter_add_(1, targets.unsqueeze(1), -scale)  # minus g at the target
+        grad_logits = grad_logits.to(ctx.compute_dtype)
+        grad_states = grad_logits.mm(weight.to(ctx.compute_dtype)).to(states.dtype) if wanted[0] else None
+        grad_weight = grad_logits.t().mm(states.to(ctx.compute_dtype)).to(weight.dtype) if wanted[1] else None
+        return grad_states, grad_weight, None, None

@@ -106,8 +106,8 @@ class EvalConfig:
     # Largest logits tensor (elements) one decoder pass may hold during IW evaluation;
     # sentences and samples are chunked to stay below it, which bounds memory.
     iw_max_elements: int = 50_000_000
-    # bfloat16 autocast for the decoder in IW evaluation; `python -m bench.perf --bf16` measures
-    # its speed and NLL change, and a record states it in its config.
+    # The decoder's output layer in bfloat16 in IW evaluation, its dominant terms recomputed in
+    # float32 (bench.output_layer.output_layer_nll_bf16); `python -m bench.perf --bf16` times it.
     iw_bf16: bool = field(default=False, metadata=IN_ID_WHEN_SET)
 
     def __post_init__(self) -> None:

@@ -52,7 +52,8 @@ def seed_everything(seed: int) -> None:
 def build_model(method: Method, vocab_size: int, config: RunConfig) -> SequenceVAE:
     latent_dim = config.model.latent_dim if method.uses_latent else 0
     model = SequenceVAE(vocab_size, config.model, latent_dim=latent_dim, summary=method.encoder_summary(),
-                        mean_layer=method.posterior_mean_layer(latent_dim))
+                        mean_layer=method.posterior_mean_layer(latent_dim),
+                        differentiates_twice=method.differentiates_twice)
     method.initialise(model)
     return model
 
@@ -71,8 +72,8 @@ class RefinedPosterior(torch.nn.Module):
     def encoder_features(self, x):
         return self.model.encoder_features(x)
 
-    def log_px_given_z(self, x, z):
-        return self.model.log_px_given_z(x, z)
+    def log_px_given_z(self, x, z, bf16=False):
+        return self.model.log_px_given_z(x, z, bf16=bf16)
 
     def forward(self, x):
         return self.model.elbo_terms(x, *self.encode(x))

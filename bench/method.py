@@ -60,6 +60,9 @@ class Method:
     name = "base"
     settings_class: type = NoSettings
     uses_latent = True  # False for a model without z (a language model)
+    # True if train_step back-propagates through gradients (create_graph=True; SA-VAE): the
+    # model then trains with the plain output layer, whose second derivative costs less.
+    differentiates_twice = False
 
     def __init__(self, settings: Any = None):
         self.settings = settings if settings is not None else self.settings_class()
@@ -192,6 +195,7 @@ class CombinedMethod(Method):
         if len({p.uses_latent for p in parts}) > 1:
             raise BenchError(f"method '{self.name}': a model without a latent cannot be combined with VAE methods")
         self.uses_latent = parts[0].uses_latent
+        self.differentiates_twice = any(p.differentiates_twice for p in parts)
         for hook in HOOKS:
             owners = [p for p in parts if _defines(p, hook)]
             if len(owners) > 1:

@@ -33,9 +33,10 @@ def iw_log_likelihood(model, x: torch.Tensor, num_samples: int, samples_per_chun
     at a time in chunks of ``samples_per_chunk`` (by default as many as keep the decoder's
     logits below ``max_elements`` numbers), so memory stays bounded for K = 500.
     With an empty latent (a language model) log p(x|z) = log p(x) and one pass is exact.
-    ``bf16`` runs the decoder under bfloat16 autocast (GPUs, CPUs with AVX-512 BF16 or AMX);
-    the weights, z and the log-sum-exp stay float32. Records are made in float32; ``bench.perf
-    --bf16`` measures the speed and the NLL change on the same samples.
+    ``bf16`` computes the decoder's output layer, most of the arithmetic, in bfloat16 (GPUs,
+    CPUs with AVX-512 BF16 or AMX) with its dominant terms recomputed in float32
+    (:func:`bench.output_layer.output_layer_nll_bf16`); the LSTM, z and the log-sum-exp stay
+    float32. ``eval.iw_bf16`` turns it on for a run; ``bench.perf --bf16`` measures it.
     """
     mu, logvar = model.encode(x)
     if mu.size(1) == 0:
@@ -49,8 +50,7 @@ def iw_log_likelihood(model, x: torch.Tensor, num_samples: int, samples_per_chun
         count = min(samples_per_chunk, num_samples - start)
         eps = torch.randn(mu.size(0), count, mu.size(2), device=mu.device, dtype=mu.dtype)
         z = mu + eps * (0.5 * logvar).exp()  # [B, k, nz]
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            log_px = model.log_px_given_z(x, z).float()
+        log_px = model.log_px_given_z(x, z, bf16=True) if bf16 else model.log_px_given_z(x, z)
         log_weights.append(log_px + log_standard_normal(z) - log_diagonal_normal(z, mu, logvar))
     return torch.logsumexp(torch.cat(log_weights, dim=1), dim=1) - math.log(num_samples)
 

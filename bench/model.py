@@ -27,7 +27,7 @@ from torch import nn
 
 from bench.config import ModelConfig
 from bench.data import PAD_ID, predicted_tokens
-from bench.output_layer import at_least_float32, output_layer_nll
+from bench.output_layer import at_least_float32, output_layer_nll, output_layer_nll_bf16
 
 
 class LastStateSummary(nn.Module):
@@ -66,9 +66,11 @@ class SequenceVAE(nn.Module):
     """LSTM encoder / LSTM decoder VAE with a replaceable encoder summary and mean layer."""
 
     def __init__(self, vocab_size: int, config: ModelConfig, latent_dim: int | None = None,
-                 summary: nn.Module | None = None, mean_layer: nn.Module | None = None):
+                 summary: nn.Module | None = None, mean_layer: nn.Module | None = None,
+                 differentiates_twice: bool = False):
         super().__init__()
         self.config = config
+        self.differentiates_twice = differentiates_twice  # see log_px_given_z
         self.latent_dim = config.latent_dim if latent_dim is None else latent_dim
         self.vocab_size = vocab_size
         if self.latent_dim > 0:
@@ -162,19 +164,26 @@ class SequenceVAE(nn.Module):
         """Next-token logits [N, T-1, V] for inputs x[:, :-1] given z [N, latent_dim]."""
         return self.output(self.decoder_states(x, z))
 
-    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def log_px_given_z(self, x: torch.Tensor, z: torch.Tensor, bf16: bool = False) -> torch.Tensor:
         """log p(x|z) per sentence and sample [B, K] for z [B, K, latent_dim].
 
         Sums over the words and the end token; the start token is given, not predicted.
         The output layer and the cross-entropy are one fused function over contiguous
         [B*K*(T-1), H] states (:mod:`bench.output_layer`), which never holds more than one
-        logits-sized buffer.
+        logits-sized buffer; a model trained through second derivatives (SA-VAE) uses the
+        plain operations while gradients are on, whose second derivative needs no recomputation.
+        ``bf16`` (evaluation only) computes the output layer's product in bfloat16 with its
+        dominant terms recomputed in float32 (:func:`bench.output_layer.output_layer_nll_bf16`).
         """
         batch, samples = z.shape[:2]
         x_rep = x if samples == 1 else x.repeat_interleave(samples, dim=0)  # [B*K, T], row b*K+k: sentence b
         states = self.decoder_states(x_rep, z.reshape(batch * samples, -1))
-        token_nll = output_layer_nll(states.reshape(-1, states.size(-1)), self.output.weight,
-                                     x_rep[:, 1:].reshape(-1), PAD_ID)
+        states, targets = states.reshape(-1, states.size(-1)), x_rep[:, 1:].reshape(-1)
+        if bf16:
+            token_nll = output_layer_nll_bf16(states, self.output.weight, targets, PAD_ID)
+        else:
+            token_nll = output_layer_nll(states, self.output.weight, targets, PAD_ID,
+                                         plain=self.differentiates_twice and torch.is_grad_enabled())
         return -token_nll.view(batch * samples, -1).sum(dim=1).view(batch, samples)
 
     def forward(self, x: torch.Tensor) -> VaeOutput:

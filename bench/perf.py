@@ -6,9 +6,10 @@ backward pass) and its share of the device's float32 matrix-product rate (measur
 large product: the ceiling for this arithmetic), importance-weighted evaluation sentences/s
 and peak memory, for a profile's
 model size, batch size, sentence length and vocabulary, on random sentences (speed does not
-depend on the words). ``--bf16`` also times training and IW evaluation under bfloat16
-autocast and reports the IW NLL change on the same samples (at initialisation, where logits
-are small: the change on a trained model is measured by evaluating it both ways, README). Speeds are reported as absolute numbers and as
+depend on the words). ``--bf16`` also times bfloat16 training (autocast, ``train.bf16``) and
+bfloat16 IW evaluation (``eval.iw_bf16``) and reports the IW NLL change on the same samples
+(on a model after a few steps, whose logits are small: the change on trained models is
+measured by evaluating them both ways, README). Speeds are reported as absolute numbers and as
 ratios: method / first method, and against an earlier run saved with ``--json``
 (``--baseline``), so versions and hardware can be compared. Nothing here is asserted in tests.
 """
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--iw-sentences", type=int, default=None, metavar="N",
                         help="sentences in the IW timing (default: the profile's eval batch size, at most 64)")
     parser.add_argument("--bf16", action="store_true",
-                        help="also time training and IW evaluation under bfloat16 autocast (train.bf16, eval.iw_bf16), "
+                        help="also time bfloat16 training (train.bf16) and IW evaluation (eval.iw_bf16), "
                              "with the IW NLL change on the same samples")
     parser.add_argument("--device", default="auto", metavar="DEV", help="cpu, cuda or auto")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="SECTION.KEY=VALUE")

@@ -67,6 +67,7 @@ class SemiAmortizedVAE(Method):
     """
 
     settings_class = SAVAESettings
+    differentiates_twice = True  # back-propagates through the SVI steps
 
     def train_step(self, context: StepContext, batch: torch.Tensor) -> StepStatistics:
         model = context.model

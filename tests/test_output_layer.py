@@ -3,7 +3,7 @@
 import torch
 from torch.nn import functional as F
 
-from bench.output_layer import output_layer_nll
+from bench.output_layer import output_layer_nll, output_layer_nll_bf16
 
 PAD = 0
 
@@ -26,6 +26,7 @@ def test_values_and_gradients_equal_cross_entropy():
     ours, reference = output_layer_nll(states, weight, targets, PAD), plain(states, weight, targets)
     torch.testing.assert_close(ours, reference)
     assert torch.all(ours[:4] == 0)
+    torch.testing.assert_close(output_layer_nll(states, weight, targets, PAD, plain=True), reference)
     upstream = torch.randn_like(ours)
     for got, want in zip(torch.autograd.grad(ours, (states, weight), upstream),
                          torch.autograd.grad(reference, (states, weight), upstream)):
@@ -59,3 +60,14 @@ def test_bfloat16_autocast_stays_close_on_sharp_logits():
     assert (ours - reference).abs().max() < 0.1  # per token; bfloat16 keeps 8 bits of mantissa
     ours.sum().backward()
     assert states.grad.dtype == torch.float32 and weight.grad.dtype == torch.float32
+
+
+def test_bfloat16_evaluation_recomputes_the_dominant_terms_in_float32():
+    states, weight, targets = inputs(torch.float32, rows=64, hidden=256, vocab=500, scale=0.3)
+    states, weight = states.detach(), weight.detach()
+    reference = plain(states, weight, targets)
+    rounded = plain(states.bfloat16().float(), weight.bfloat16().float(), targets)  # bfloat16 products, no repair
+    ours = output_layer_nll_bf16(states, weight, targets, PAD)
+    assert torch.all(ours[:4] == 0)
+    plain_error, our_error = (rounded - reference).abs().max(), (ours - reference).abs().max()
+    assert plain_error > 0.02 and our_error < 0.005 and our_error < plain_error / 5

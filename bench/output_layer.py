@@ -9,12 +9,14 @@ logits), each freshly allocated and passed over. With V = 20,000 they dominate t
 traffic of a step. Here one buffer serves throughout: the logits become log-probabilities
 in place, the backward turns them into the gradient in place. The numbers are those of
 ``F.cross_entropy(h @ W.T, y, ignore_index=pad, reduction="none")`` to float tolerance
-(test_model).
+(tests/test_output_layer.py).
 
 Under autocast the two matrix products run in its dtype (bfloat16) and the softmax in
 float32. Differentiating twice (SA-VAE's ``create_graph=True``) recomputes the plain
 operations, which autograd can differentiate again; a caller that knows it will
 differentiate twice asks for them directly (``plain=True``) and saves that recomputation.
+:func:`output_layer_nll_bf16` is the evaluation-only variant with a bfloat16 product whose
+dominant terms are recomputed in float32 (``eval.iw_bf16``).
 """
 
 from __future__ import annotations

@@ -4,9 +4,8 @@ Measures, on the current device, training tokens/s of each chosen method's updat
 arithmetic rate that implies (GFLOP/s, from the model's multiply-adds per token, x3 for the
 backward pass) and its share of the device's float32 matrix-product rate (measured here on a
 large product: the ceiling for this arithmetic), importance-weighted evaluation sentences/s
-and peak memory, for a profile's
-model size, batch size, sentence length and vocabulary, on random sentences (speed does not
-depend on the words). ``--bf16`` also times bfloat16 training (autocast, ``train.bf16``) and
+and peak memory, for a profile's model size, batch size, sentence length and vocabulary, on
+random sentences (speed does not depend on the words). ``--bf16`` also times bfloat16 training (autocast, ``train.bf16``) and
 bfloat16 IW evaluation (``eval.iw_bf16``) and reports the IW NLL change on the same samples
 (on a model after a few steps, whose logits are small: the change on trained models is
 measured by evaluating them both ways, README). Speeds are reported as absolute numbers and as
@@ -84,13 +83,13 @@ def flops_per_token(config, vocab_size: int) -> float:
     return encoder + decoder + 2 * m.decoder_hidden * vocab_size
 
 
-def matmul_gflop_per_s(device: torch.device, dtype: torch.dtype = torch.float32, size: int = 2048) -> float:
-    """The device's achievable arithmetic rate: GFLOP/s of a large square matrix product (the
-    operation that dominates both training and IW evaluation), best of 3."""
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
+def matmul_gflop_per_s(device: torch.device, size: int = 2048) -> float:
+    """The device's achievable float32 arithmetic rate: GFLOP/s of a large square matrix
+    product (the operation that dominates training and IW evaluation), best of 4 runs."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
     best = float("inf")
-    for _ in range(4):  # the first is a warm-up
+    for _ in range(4):
         synchronize(device)
         started = time.perf_counter()
         a @ b

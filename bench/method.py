@@ -11,7 +11,8 @@ change only these things, each through one hook:
 - the optimisation: ``train_step`` (one update on a batch; aggressive, SA-VAE) and
   ``on_epoch_end`` (state changes after validation); both receive a
   :class:`~bench.step.StepContext` (the objective, the updates, a random batch, logging),
-  never the training loop itself;
+  never the training loop itself; a ``train_step`` that back-propagates through gradients
+  (SA-VAE) sets ``differentiates_twice``;
 - the evaluation: ``refine_posterior`` (test-time refinement of q(z|x); SA-VAE), whose
   metrics are recorded beside the amortized ones, labelled.
 

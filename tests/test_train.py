@@ -61,7 +61,7 @@ def test_same_seed_same_numbers_and_finished_runs_are_not_redone(tmp_path, smoke
 
 def test_bfloat16_options_train_and_evaluate_close_to_float32(tmp_path, smoke_config):
     full = run(smoke_config("vae"), tmp_path, log=quiet)["metrics"]["test"]
-    # same training, evaluation under bf16 autocast: same samples, so only precision differs
+    # same training and samples, evaluation with the bfloat16 output layer: only precision differs
     iw_bf16 = run(smoke_config("vae", eval={"iw_bf16": True}), tmp_path, log=quiet)
     assert iw_bf16["config"]["eval"]["iw_bf16"] is True
     assert iw_bf16["metrics"]["test"]["elbo_nll"] == full["elbo_nll"]

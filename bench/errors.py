@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Callable
 
@@ -14,14 +15,31 @@ class BenchError(Exception):
     """
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, with a one-line message saying what was kept; ``exit_code`` is
+    128 + the signal number, as a shell reports a process ended by that signal."""
+
+    def __init__(self, message: str = "interrupted", exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _terminate(signum, frame) -> None:
+    raise Interrupted("terminated (SIGTERM)", 128 + signum)
+
+
 def run_cli(main: Callable[[], int | None]) -> None:
-    """Run ``main`` and turn a :class:`BenchError` into ``error: ...`` on stderr."""
+    """Run ``main`` and turn a :class:`BenchError` into ``error: ...`` on stderr, and Ctrl-C or
+    SIGTERM into ``interrupted: ...`` (SIGTERM is handled as Ctrl-C, so that both stop at the
+    same places and keep the same files)."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         code = main()
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted: results already written are kept", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        print(f"interrupted: {err if isinstance(err, Interrupted) else 'results already written are kept'}",
+              file=sys.stderr)
+        sys.exit(getattr(err, "exit_code", 130))
     sys.exit(code or 0)

@@ -1,23 +1,29 @@
 """The life of one run: its record, its checkpoints, resuming, and the final test.
 
 :func:`run` is the single code path behind ``python -m bench.train`` and every sweep
-trial. A finished record is reused, never recomputed; an interrupted run resumes from its
-last epoch checkpoint; a run that raises writes a ``failed`` record with its reason first.
+trial. A finished record is reused, never recomputed; a run trains only while it holds its
+folder's lock, so two processes never train it at once; an interrupted run resumes from its
+last epoch checkpoint (refused, naming ``--restart``, when the checkpoint belongs to another
+configuration or checkpoint format); a run that raises writes a ``failed`` record with its
+reason first. The README's "What survives which fault" lists the guarantees and their tests.
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import sys
 from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import records
+from bench import records, runlock
 from bench.config import RunConfig
 from bench.data import SYNTHETIC, Corpus, load_corpus
-from bench.errors import BenchError
+from bench.errors import BenchError, Interrupted
 from bench.loop import Trainer, resolve_device
-from bench.method import build_method, method_settings
+from bench.method import Method, build_method, method_settings
 from bench.metric_specs import summary_line
 
 
@@ -33,39 +39,89 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
 
     ``label`` names the run in tables (default: the method); ``on_epoch`` is called after
     each epoch's checkpoint (the sweep reports progress with it); ``extra`` is stored in the
-    record as it is (the sweep puts the Ray node there).
+    record as it is (the sweep puts the Ray node there). The run trains only while it holds
+    its folder's lock (:mod:`bench.runlock`): a run that another live process is training
+    raises :class:`~bench.runlock.RunLocked` and trains nothing.
     """
     method = build_method(config.method, config.methods, f"profile {config.profile}")
     settings = method_settings(method)
     identifier = records.run_id(config, settings)
     folder = records.run_dir(results, config, identifier, label)
-    record_path = folder / records.RECORD_NAME
-    if resume and record_path.is_file():
-        record = records.load_record(record_path)
-        if record.get("status") == "finished":
-            log(f"already finished: {record_path}")
-            return record
+    finished = _finished_record(folder, resume, log)
+    if finished is not None:
+        return finished
     torch_device = resolve_device(device)
-    corpus = load_corpus(config.dataset, config.data, data_dir)
-    trainer = Trainer(config, method, corpus, torch_device, log)
+    corpus = load_corpus(config.dataset, config.data, data_dir)  # a missing dataset fails before any folder exists
     records.make_output_dir(folder)
+    with runlock.hold(folder, log) as touch:
+        plan = RunPlan(config, method, settings, identifier, folder, label, extra)
+        return _finished_record(folder, resume, log) or _train(plan, corpus, torch_device, progress, log, resume,
+                                                               on_epoch, touch)  # (finished by a holder before us?)
+
+
+def _finished_record(folder: Path, resume: bool, log: Callable[[str], None]) -> dict[str, Any] | None:
+    path = folder / records.RECORD_NAME
+    if resume and path.is_file():
+        record = records.load_record(path)
+        if record.get("status") == "finished":
+            log(f"already finished: {path}")
+            return record
+    return None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What identifies one run and where it lives."""
+
+    config: RunConfig
+    method: Method
+    settings: dict
+    identifier: str
+    folder: Path
+    label: str | None
+    extra: dict[str, Any] | None
+
+
+def _train(plan: RunPlan, corpus: Corpus, torch_device, progress, log, resume, on_epoch, touch) -> dict[str, Any]:
+    """The body of :func:`run`, under the run's lock."""
+    config, method, identifier, folder = plan.config, plan.method, plan.identifier, plan.folder
+    record_path = folder / records.RECORD_NAME
+    trainer = Trainer(config, method, corpus, torch_device, log)
     checkpoint = folder / records.CHECKPOINT_NAME
+    sessions = []  # every process that trained this run: one entry, unless it was resumed
     if resume and checkpoint.is_file():
-        trainer.load_state_dict(records.load_checkpoint(checkpoint, torch_device))
+        state = records.load_checkpoint(checkpoint, torch_device, identifier)
+        try:
+            trainer.load_state_dict(state)
+        except (RuntimeError, KeyError) as err:  # a model or state of another shape
+            raise BenchError(f"{checkpoint} does not fit this run's model ({type(err).__name__}); rerun with "
+                             "--restart to train this run from the start (or delete the checkpoint)") from None
+        sessions = list(state.get("sessions", []))
         log(f"resuming from epoch {trainer.epoch} ({checkpoint})")
-    record = new_record(config, trainer, corpus, identifier, label, settings, extra)
+    sessions.append({"host": platform.node(), "pid": os.getpid(), "started_at": now(), "from_epoch": trainer.epoch})
+    record = new_record(config, trainer, corpus, identifier, plan.label, plan.settings, plan.extra)
+    record["sessions"] = sessions
 
     def end_of_epoch(t: Trainer) -> None:
-        records.save_checkpoint_atomic(checkpoint, t.state_dict())
+        records.save_checkpoint_atomic(checkpoint, {**t.state_dict(), **records.checkpoint_identity(identifier),
+                                                    "sessions": sessions})
+        touch(t.epoch)
         if on_epoch is not None:
             on_epoch(t)
 
     try:
         stop_reason = trainer.fit(sys.stderr.isatty() if progress is None else progress, on_epoch=end_of_epoch)
-    except Exception as err:  # recorded, then raised again; KeyboardInterrupt keeps the checkpoint only
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the last epoch's checkpoint is the state to resume
+        kept = f"the checkpoint of epoch {trainer.epoch} is kept" if checkpoint.is_file() else "no epoch had finished"
+        raise Interrupted(f"{err or 'interrupted'} during epoch {trainer.epoch + 1} of {folder.name}: {kept}; "
+                          "run the same command again to resume", getattr(err, "exit_code", 130)) from None
+    except Exception as err:  # recorded, then raised again
         reason = str(err) if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
         record.update(status="failed", error=reason, curves=trainer.curves, finished_at=now())
-        records.write_json_atomic(record_path, record)
+        try:
+            records.write_json_atomic(record_path, record)
+        except BenchError as write_error:  # e.g. the disk is full: the original error is the one to report
+            log(f"the failed record could not be written either: {write_error}")
         raise
     finish(record, trainer, stop_reason, log)
     records.write_json_atomic(record_path, record)

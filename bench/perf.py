@@ -130,7 +130,7 @@ def _packed_trial(name, profile, overrides, device, steps, threads, barrier, que
 
 
 def measure_packing(name: str, profile: str, overrides: dict, device: torch.device, steps: int,
-                    counts: list[int]) -> list[list[str]]:
+                    counts: list[int]) -> list[dict[str, float]]:
     """Training throughput of N concurrent trials on one device (fractional-GPU packing)."""
     import multiprocessing
     import os
@@ -147,8 +147,8 @@ def measure_packing(name: str, profile: str, overrides: dict, device: torch.devi
         for worker in workers:
             worker.join()
         total = sum(r[0] for r in results)
-        rows.append([str(count), f"{total:,.0f}", f"{total / count:,.0f}",
-                     f"{max(r[1] for r in results):.2f}"])
+        rows.append({"trials": count, "total_tokens_per_s": total, "per_trial_tokens_per_s": total / count,
+                     "peak_memory_gib_per_trial": max(r[1] for r in results)})
     return rows
 
 
@@ -223,6 +223,26 @@ def table_rows(measurements: dict[str, dict], baseline: Path | None, bf16: bool,
     return headers, rows
 
 
+def report_packing(args, device: torch.device, overrides: dict) -> None:
+    """``--concurrent``: print (and with ``--json`` save) the packing table."""
+    try:
+        counts = [int(c) for c in args.concurrent.split(",")]
+    except ValueError:
+        raise BenchError(f"--concurrent expects integers like 1,2,4,8, got '{args.concurrent}'") from None
+    name = args.methods.split(",")[0].strip()
+    rows = measure_packing(name, args.profile, overrides, device, args.steps, counts)
+    memory = "peak GPU memory per trial (GiB)" if device.type == "cuda" else "peak RSS per trial (GiB)"
+    hardware = environment(device)["hardware"]
+    print(f"{name}, profile {args.profile}, device {hardware['gpu'] or 'CPU'}")
+    print(tabulate([[r["trials"], f"{r['total_tokens_per_s']:,.0f}", f"{r['per_trial_tokens_per_s']:,.0f}",
+                     f"{r['peak_memory_gib_per_trial']:.2f}"] for r in rows],
+                   headers=["concurrent trials", "total tok/s", "per trial tok/s", memory], disable_numparse=True))
+    if args.json:
+        args.json.write_text(json.dumps({"profile": args.profile, "method": name, "hardware": hardware,
+                                         "torch": torch.__version__, "steps": args.steps, "packing": rows},
+                                        indent=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = resolve_device(args.device)
@@ -230,16 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         make_output_dir(args.json.parent)  # a bad path fails before the measurements, not after
     if args.concurrent:
-        try:
-            counts = [int(c) for c in args.concurrent.split(",")]
-        except ValueError:
-            raise BenchError(f"--concurrent expects integers like 1,2,4,8, got '{args.concurrent}'") from None
-        name = args.methods.split(",")[0].strip()
-        rows = measure_packing(name, args.profile, overrides, device, args.steps, counts)
-        memory = "peak GPU memory per trial (GiB)" if device.type == "cuda" else "peak RSS per trial (GiB)"
-        print(f"{name}, profile {args.profile}, device {environment(device)['hardware']['gpu'] or 'CPU'}")
-        print(tabulate(rows, headers=["concurrent trials", "total tok/s", "per trial tok/s", memory],
-                       disable_numparse=True))
+        report_packing(args, device, overrides)
         return 0
     measurements = {}
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -57,29 +57,47 @@ def make_output_dir(folder: Path) -> None:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to a temporary file in the same folder, then rename it into place."""
+    """Write JSON to a temporary file in the same folder, then rename it into place: a reader
+    sees the old file or the new one, never a part; a failed write (a full disk) leaves the old
+    file as it was and raises one line."""
     make_output_dir(path.parent)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as out:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as out:
             json.dump(payload, out, indent=1, sort_keys=False, default=str)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    _replace_atomically(path, write)
 
 
 def save_checkpoint_atomic(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` with the guarantees of :func:`write_json_atomic`."""
+    _replace_atomically(path, lambda tmp: torch.save(state, tmp))
+
+
+def _replace_atomically(path: Path, write: Callable[[str], None]) -> None:
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
-        torch.save(state, tmp)
+        write(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise BenchError(f"cannot write {path} ({err.strerror or err}); free disk space or fix the folder's "
+                         "permissions, then run the same command again (files already written are kept)") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# Bumped when a checkpoint's contents change so that an older one cannot be resumed correctly.
+CHECKPOINT_FORMAT = 2
+
+
+def checkpoint_identity(identifier: str) -> dict[str, Any]:
+    """What a checkpoint carries to be recognised: its run id and the checkpoint format."""
+    return {"run_id": identifier, "checkpoint_format": CHECKPOINT_FORMAT}
 
 
 def load_record(path: Path, fix: str = "delete its folder or rerun with --restart") -> dict[str, Any]:
@@ -91,13 +109,22 @@ def load_record(path: Path, fix: str = "delete its folder or rerun with --restar
         raise BenchError(f"{path} is not valid JSON ({err.msg}, line {err.lineno}); {fix}") from None
 
 
-def load_checkpoint(path: Path, device) -> dict[str, Any]:
-    """A training checkpoint: tensors and plain values only (``weights_only=True`` runs no code)."""
+def load_checkpoint(path: Path, device, identifier: str | None = None) -> dict[str, Any]:
+    """A training checkpoint: tensors and plain values only (``weights_only=True`` runs no code).
+    With ``identifier``, one written for another run id or checkpoint format is refused."""
+    restart = "rerun with --restart to train this run from the start (or delete the checkpoint)"
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # unpickling errors have many types; all mean the same to the user
-        raise BenchError(f"{path} is not a readable checkpoint ({type(err).__name__}); delete it or rerun with "
-                         "--restart to start the run over") from None
+        raise BenchError(f"{path} is not a readable checkpoint ({type(err).__name__}); {restart}") from None
+    if identifier is not None:
+        if state.get("checkpoint_format") != CHECKPOINT_FORMAT:
+            raise BenchError(f"{path} was written by another version of the code (checkpoint format "
+                             f"{state.get('checkpoint_format', 1)}, this code reads {CHECKPOINT_FORMAT}); {restart}")
+        if state.get("run_id") != identifier:
+            raise BenchError(f"{path} belongs to another configuration (run id {state.get('run_id')}, this run "
+                             f"{identifier}); {restart}")
+    return state
 
 
 def finished_records(results: Path, profile: str | None = None,

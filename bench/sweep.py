@@ -153,6 +153,8 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
         tune.report({"status": "running", "epoch": row["epoch"], "valid_elbo_nll": row["valid_elbo_nll"],
                      **{f"valid_{m.name}": row[f"valid_{m.name}"] for m in TEST_METRICS if f"valid_{m.name}" in row}})
 
+    from bench.runlock import RunLocked, describe
+
     config = trial_config(trial, profile)
     try:
         if data_dir and trial.dataset != "synthetic" and not os.access(Path(data_dir) / trial.dataset, os.R_OK):
@@ -160,6 +162,9 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
                              "mount the data directory on every node at the same path (README: cluster)")
         record = run(config, Path(results), data_dir, device, progress=False, log=lambda message: None,
                      label=trial.label, on_epoch=report, extra={"ray_node": node})
+    except RunLocked as err:  # another process trains it: nothing to do here now
+        tune.report({"status": "elsewhere", "holder": describe(err.owner)})
+        return
     except Exception as err:  # run() wrote a failed record; pass it and the reason on
         path = record_path(trial, profile, Path(results))
         record = records.load_record(path) if path.is_file() else None
@@ -167,6 +172,10 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
                      "record_json": json.dumps(record, default=str) if record else ""})
         return
     test = record["metrics"]["test"]
+    here = {"host": platform.node(), "pid": os.getpid()}
+    if not any({k: s.get(k) for k in here} == here for s in record.get("sessions", [])):
+        tune.report({"status": "elsewhere", "holder": "another process, which finished it"})
+        return  # it finished while this trial waited to start: reused, not trained here
     tune.report({"status": "finished", **{m.name: test[m.name] for m in TEST_METRICS},
                  "train_hours": record["timing"]["train_hours"], "record_json": json.dumps(record, default=str)})
 
@@ -225,6 +234,9 @@ class ProgressPrinter:
                 elif status == "failed":
                     printer.outcomes[name] = f"failed: {result['error']}"
                     printer.log(f"FAILED {name}: {result['error']}")
+                elif status == "elsewhere":
+                    printer.outcomes[name] = "elsewhere"
+                    printer.log(f"  {name}: being trained by {result['holder']}; not trained here")
 
             def on_trial_error(self, iteration, trials, trial, **info):
                 name = Trial(**trial.config["trial"]).name
@@ -250,10 +262,46 @@ def storage_layout(results: Path, storage: str | None) -> tuple[Path, str]:
     return shared / "records", str(shared / "tune")
 
 
+def fit(trials: list[Trial], experiment: Experiment, results: Path, storage, data_dir, device, verbose,
+        log) -> dict[str, str]:
+    """One Ray Tune run of ``trials``; returns each trial's outcome (finished, failed: ..., elsewhere)."""
+    from ray import tune
+
+    printer = ProgressPrinter(log, experiment.profile, results)
+    trial_results, tune_storage = storage_layout(results, storage)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, profile=experiment.profile, results=str(trial_results),
+                             data_dir=data_dir, device=device if experiment.resources.gpu else "cpu"),
+        {"cpu": experiment.resources.cpu, "gpu": experiment.resources.gpu})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search([t.__dict__ for t in trials])},
+        tune_config=tune.TuneConfig(reuse_actors=True),
+        # the process id keeps the Tune state of two sweeps started in the same second apart
+        run_config=tune.RunConfig(name=f"sweep-{experiment.profile}-{int(time.time())}-{os.getpid()}",
+                                  storage_path=tune_storage, verbose=2 if verbose else 0,
+                                  callbacks=[printer.callback()]))
+    tuner.fit()
+    return printer.outcomes
+
+
+def wait_until_free(trials: list[Trial], profile: str, results: Path, log, poll_seconds: float = 2.0) -> None:
+    """Wait while other processes hold the locks of ``trials`` (their runs end finished, or
+    free for this sweep to run)."""
+    from bench.runlock import is_locked
+    folders = {t.name: record_path(t, profile, results).parent for t in trials}
+    if folders:
+        log(f"waiting for {len(folders)} runs that another process is training: {', '.join(folders)}")
+    while folders:
+        folders = {name: folder for name, folder in folders.items() if is_locked(folder)}
+        time.sleep(poll_seconds if folders else 0)
+
+
 def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, address: str | None = None,
           storage: str | None = None, device: str = "auto", only_datasets=None, only_seeds=None,
-          verbose: bool = False, log=print) -> dict[str, Any]:
-    """Run every unfinished trial of ``experiment``; returns a summary."""
+          verbose: bool = False, log=print, cpus: int | None = None) -> dict[str, Any]:
+    """Run every unfinished trial of ``experiment``; returns a summary. ``cpus`` caps the
+    CPUs of a local Ray (default: all of this machine's)."""
     started = time.perf_counter()
     results = Path(results).resolve()
     trials = expand(experiment, only_datasets, only_seeds)
@@ -267,36 +315,28 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         import logging
         import ray
-        from ray import tune
 
         attached = bool(address or os.environ.get("RAY_ADDRESS"))
         ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
                  logging_level=logging.INFO if verbose else logging.ERROR,
-                 **({} if attached else {"num_cpus": os.cpu_count()}))
+                 **({} if attached else {"num_cpus": cpus or os.cpu_count()}))
         try:
             check_gpus(experiment.resources, attached)
-            printer = ProgressPrinter(log, experiment.profile, results)
-            trial_results, tune_storage = storage_layout(results, storage)
-            trainable = tune.with_resources(
-                tune.with_parameters(run_trial, profile=experiment.profile, results=str(trial_results),
-                                     data_dir=data_dir, device=device if experiment.resources.gpu else "cpu"),
-                {"cpu": experiment.resources.cpu, "gpu": experiment.resources.gpu})
-            tuner = tune.Tuner(
-                trainable,
-                param_space={"trial": tune.grid_search([t.__dict__ for t in pending])},
-                tune_config=tune.TuneConfig(reuse_actors=True),
-                run_config=tune.RunConfig(name=f"sweep-{experiment.profile}-{int(time.time())}",
-                                          storage_path=tune_storage, verbose=2 if verbose else 0,
-                                          callbacks=[printer.callback()]))
-            tuner.fit()
-            outcomes = printer.outcomes
+            to_run = pending
+            while to_run:  # a run that another process was training is checked again once it is free
+                outcomes.update(fit(to_run, experiment, results, storage, data_dir, device, verbose, log))
+                elsewhere = [t for t in to_run if outcomes.get(t.name) == "elsewhere"]
+                wait_until_free(elsewhere, experiment.profile, storage_layout(results, storage)[0], log)
+                to_run = [t for t in elsewhere if not is_finished(record_path(t, experiment.profile, results))]
         finally:
             ray.shutdown()
     finished = sum(is_finished(record_path(t, experiment.profile, results)) for t in pending)
     failed = {name: why for name, why in outcomes.items() if why.startswith("failed")}
+    by_others = sum(why == "elsewhere" for why in outcomes.values())
     summary = {"runs": len(trials), "skipped": skipped, "finished": finished, "failed": len(pending) - finished,
-               "failures": failed, "wall_clock_s": time.perf_counter() - started}
-    log(f"summary: {finished} finished, {summary['failed']} failed, {skipped} skipped (already finished); "
+               "failures": failed, "finished_elsewhere": by_others, "wall_clock_s": time.perf_counter() - started}
+    log(f"summary: {finished} finished ({by_others} of them by another process), {summary['failed']} failed, "
+        f"{skipped} skipped (already finished); "
         f"wall-clock {summary['wall_clock_s'] / 60:.1f} min; records under {results / experiment.profile}")
     for name, why in failed.items():
         log(f"  {name}: {why}")
@@ -322,8 +362,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="storage every node can reach: a shared path for checkpoints, records and Tune state, "
                              "or a URI for Tune state (default: RESULTS/.tune, for one machine)")
     parser.add_argument("--device", default="auto", metavar="DEV", help="device for GPU trials: cuda or auto")
+    parser.add_argument("--cpus", type=int, metavar="N",
+                        help="CPUs a local Ray may use (default: all); e.g. 1 to keep a core free")
     parser.add_argument("--verbose", action="store_true", help="show Ray's own logs and status tables")
     args = parser.parse_args(argv)
+    if args.cpus is not None and (args.cpus < 1 or args.address or os.environ.get("RAY_ADDRESS")):
+        raise BenchError("--cpus must be >= 1 and applies to a local Ray only (not with --address)")
     experiment = load_experiment(args.experiment)
     datasets = tuple(args.datasets.split(",")) if args.datasets else None
     try:
@@ -339,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             load_corpus(dataset, trial_config(expand(experiment)[0], experiment.profile).data, data_dir)
     summary = sweep(experiment, args.results, data_dir and str(Path(data_dir).resolve()), args.address,
                     args.storage, args.device, datasets, seeds, args.verbose,
-                    log=lambda message: print(message, flush=True))
+                    log=lambda message: print(message, flush=True), cpus=args.cpus)
     return 1 if summary["failed"] else 0
 
 

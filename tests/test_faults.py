@@ -1,0 +1,182 @@
+"""Faults a long benchmark meets, each injected: what was finished is kept, nothing trains
+twice, and the user reads one line (README: "What survives which fault")."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import records, runlock
+from bench.errors import BenchError
+from bench.lifecycle import run
+
+ROOT = Path(__file__).resolve().parent.parent
+SLOW_EPOCHS = ["--set", "data.synthetic_train=3000", "--set", "data.max_train_sentences=3000",
+               "--set", "train.max_epochs=4"]  # a few seconds per epoch: time to interrupt one
+
+
+def quiet(message):
+    pass
+
+
+def python(*arguments, **kwargs):
+    return subprocess.Popen([sys.executable, *arguments], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def wait_for(condition, seconds=120.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_two_sweeps_started_together_train_each_run_once(tmp_path):
+    experiment = tmp_path / "two.yaml"
+    experiment.write_text("profile: smoke\ndatasets: [synthetic]\nseeds: [0, 1]\nresources: {cpu: 1, gpu: 0}\n"
+                          "settings: {data: {synthetic_train: 1500, max_train_sentences: 1500}}\n"
+                          "runs: [vae, lm, pooling, beta_vae]\n")
+    results = tmp_path / "results"
+    sweeps = [python("-m", "bench.sweep", str(experiment), "--results", str(results)) for _ in range(2)]
+    outputs = [sweep.communicate(timeout=600) for sweep in sweeps]
+    assert [sweep.returncode for sweep in sweeps] == [0, 0], outputs
+    log = "".join(out for out, _ in outputs)
+    found = sorted(results.rglob(records.RECORD_NAME))
+    assert len(found) == 8
+    for path in found:
+        record = json.loads(path.read_text())
+        assert record["status"] == "finished" and len(record["sessions"]) == 1  # one training, never resumed
+    assert log.count("done ") == 8  # each run reported done by exactly one of the two sweeps
+    assert "not trained here" in log  # the sweeps did meet on a run (else this test proves nothing)
+
+
+def test_a_live_lock_is_respected_and_a_dead_holders_lock_is_taken_over(tmp_path, smoke_config):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    holder = python("-c", "import sys, time; from bench import runlock\n"
+                          f"with runlock.hold({str(folder)!r}):\n    print('held', flush=True); time.sleep(600)")
+    assert holder.stdout.readline().strip() == "held"
+    assert runlock.is_locked(folder)
+    with pytest.raises(runlock.RunLocked, match=f"process {holder.pid} on "):
+        with runlock.hold(folder, log=quiet):
+            pass
+    holder.kill()  # kill -9: no clean-up runs in the holder
+    holder.wait()
+    messages = []
+    with runlock.hold(folder, log=messages.append) as touch:
+        touch(3)
+        assert runlock.read_owner(folder)["pid"] == os.getpid() and runlock.read_owner(folder)["epoch"] == 3
+    assert len(messages) == 1 and f"process {holder.pid}" in messages[0] and "stopped before finishing" in messages[0]
+    assert not runlock.is_locked(folder) and runlock.read_owner(folder) is None
+
+
+def test_a_run_held_by_another_process_is_not_trained(tmp_path, smoke_config):
+    config = smoke_config("vae")
+    first = run(config, tmp_path, log=quiet)
+    folder = next(tmp_path.rglob(records.RECORD_NAME)).parent
+    (folder / records.RECORD_NAME).unlink()  # as if it were still training
+    holder = python("-c", "import time; from bench import runlock\n"
+                          f"with runlock.hold({str(folder)!r}):\n    print('held', flush=True); time.sleep(600)")
+    assert holder.stdout.readline().strip() == "held"
+    try:
+        done = subprocess.run([sys.executable, "-m", "bench.train", "--method", "vae", "--profile", "smoke", "--out", str(tmp_path)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert f"being trained by process {holder.pid}" in done.stderr and "not trained twice" in done.stderr
+    assert not (folder / records.RECORD_NAME).exists() and first["status"] == "finished"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_an_epoch_keeps_the_last_checkpoint_and_the_run_resumes(tmp_path, signum):
+    command = ["-m", "bench.train", "--method", "vae", "--profile", "smoke", "--out", str(tmp_path), *SLOW_EPOCHS]
+    training = python(*command)
+    wait_for(lambda: any(tmp_path.rglob(records.CHECKPOINT_NAME)))
+    time.sleep(0.5)  # inside the next epoch
+    training.send_signal(signum)
+    _, stderr = training.communicate(timeout=120)
+    assert training.returncode == 128 + signum
+    message = stderr.strip().splitlines()[-1]  # after the run's own log lines
+    assert "Traceback" not in stderr and message.startswith("interrupted: ") and "run the same command again" in message
+    checkpoint = next(tmp_path.rglob(records.CHECKPOINT_NAME))
+    epoch = torch.load(checkpoint, weights_only=True)["epoch"]
+    assert 1 <= epoch < 4 and f"the checkpoint of epoch {epoch} is kept" in message
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob(records.RECORD_NAME))
+    assert not runlock.is_locked(checkpoint.parent)
+    resumed = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and f"resuming from epoch {epoch}" in resumed.stdout + resumed.stderr
+    record = json.loads(next(tmp_path.rglob(records.RECORD_NAME)).read_text())
+    assert record["status"] == "finished" and [s["from_epoch"] for s in record["sessions"]] == [0, epoch]
+
+
+def disk_full(after_calls: int):
+    """A stand-in writer that works ``after_calls`` times, then writes half a file and fails
+    as a full disk does."""
+    calls = {"n": 0}
+
+    def write(original):
+        def failing(payload, target, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] > after_calls:
+                Path(target if isinstance(target, (str, Path)) else target.name).write_bytes(b"half a file")
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return original(payload, target, *args, **kwargs)
+        return failing
+    return write
+
+
+def test_a_full_disk_leaves_no_partial_file_and_the_previous_checkpoint_intact(tmp_path, smoke_config, monkeypatch):
+    config = smoke_config("vae", train={"max_epochs": 3})
+    save = torch.save
+    monkeypatch.setattr(records.torch, "save", disk_full(after_calls=1)(save))
+    with pytest.raises(BenchError) as failure:
+        run(config, tmp_path, log=quiet)
+    message = str(failure.value)
+    assert "cannot write" in message and "checkpoint.pt (No space left on device)" in message
+    assert "\n" not in message and "run the same command again" in message
+    folder = next(tmp_path.rglob(records.CHECKPOINT_NAME)).parent
+    assert records.load_checkpoint(folder / records.CHECKPOINT_NAME, "cpu")["epoch"] == 1  # epoch 1's, whole
+    assert not list(folder.glob("*.tmp"))
+    assert json.loads((folder / records.RECORD_NAME).read_text())["status"] == "failed"
+
+    monkeypatch.setattr(records.torch, "save", save)
+    monkeypatch.setattr(records.json, "dump", disk_full(after_calls=0)(json.dump))  # the final record fails
+    with pytest.raises(BenchError, match="record.json .No space left on device."):
+        run(config, tmp_path, log=quiet)
+    assert json.loads((folder / records.RECORD_NAME).read_text())["status"] == "failed"  # the old file, whole
+    assert not list(folder.glob("*.tmp")) and (folder / records.CHECKPOINT_NAME).is_file()
+
+    monkeypatch.undo()
+    record = run(config, tmp_path, log=quiet)  # space again: nothing finished is redone
+    assert record["status"] == "finished" and [s["from_epoch"] for s in record["sessions"]] == [0, 1, 3]
+
+
+def test_a_checkpoint_of_another_configuration_or_code_version_is_refused(tmp_path, smoke_config):
+    config = smoke_config("vae", train={"max_epochs": 3})
+
+    def stop_after_first_epoch(message):
+        if message.startswith("epoch   1"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path, log=stop_after_first_epoch)
+    checkpoint = next(tmp_path.rglob(records.CHECKPOINT_NAME))
+    original = torch.load(checkpoint, weights_only=True)
+    for change, expected in [({"run_id": "0123456789ab"}, "belongs to another configuration"),
+                             ({"checkpoint_format": 1}, "written by another version of the code"),
+                             ({"model": {}}, "does not fit this run's model")]:
+        torch.save({**original, **change}, checkpoint)
+        with pytest.raises(BenchError, match=expected) as refused:
+            run(config, tmp_path, log=quiet)
+        assert "--restart" in str(refused.value) and "\n" not in str(refused.value)
+    record = run(config, tmp_path, log=quiet, resume=False)  # --restart
+    assert record["status"] == "finished" and [s["from_epoch"] for s in record["sessions"]] == [0]

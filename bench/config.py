@@ -64,6 +64,9 @@ class ModelConfig:
     dropout_out: float = 0.5  # on decoder LSTM outputs
     init_scale: float = 0.01  # parameters ~ U(-s, s)
     embed_init_scale: float = 0.1  # embeddings ~ U(-s, s)
+    # "pytorch": the encoder (embedding, LSTM, the layer to (mu, logvar)) keeps PyTorch's default
+    # initialisation, as BN-VAE's code does (Zhu et al. 2020); the decoder stays as the reference's.
+    encoder_init: typing.Literal["reference", "pytorch"] = field(default="reference", metadata=IN_ID_WHEN_SET)
 
     def __post_init__(self) -> None:
         _positive(self, "embed_dim", "encoder_hidden", "decoder_hidden", "latent_dim")

@@ -14,6 +14,9 @@ Experiment file::
     seeds: [0]
     resources: {cpu: 1, gpu: 0}        # per trial; fractional GPUs share a GPU (e.g. 0.5)
     settings: {train: {max_epochs: 5}} # overrides for every run (same sections as --set)
+    points:                            # optional: one axis of a scale study, every run at each point
+      len10: {data: {synthetic_length: 10}}   # labels become <label>@len10, ...
+      len40: {data: {synthetic_length: 40}}
     runs:                              # a method name, or a labelled method with settings
       - vae
       - pooling+kl_anneal
@@ -61,6 +64,7 @@ class Experiment:
     seeds: tuple[int, ...] = (0,)
     resources: Any = None
     settings: Any = None
+    points: Any = None  # {point name: settings}: every run is repeated at each point
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,14 @@ def load_experiment(path: Path) -> Experiment:
     resources = from_dict(Resources, experiment.resources or {}, f"{where} resources")
     if resources.cpu <= 0 or resources.gpu < 0:
         raise BenchError(f"{where} resources: cpu must be > 0 and gpu >= 0")
+    points = experiment.points or {}
+    if not isinstance(points, dict) or not all(isinstance(v, dict) for v in points.values()):
+        raise BenchError(f"{where} points: expected a mapping of point names to settings, e.g. "
+                         "{{len10: {{data: {{synthetic_length: 10}}}}}}")
+    if any("@" in str(name) for name in points):
+        raise BenchError(f"{where} points: names may not contain '@' (it joins a run's label and its point)")
     return Experiment(experiment.profile, tuple(experiment.datasets), tuple(runs), tuple(experiment.seeds),
-                      resources, dict(experiment.settings or {}))
+                      resources, dict(experiment.settings or {}), {str(k): v for k, v in points.items()})
 
 
 def merge_settings(*layers: dict) -> dict:
@@ -108,9 +118,13 @@ def merge_settings(*layers: dict) -> dict:
 
 
 def expand(experiment: Experiment, only_datasets=None, only_seeds=None) -> list[Trial]:
+    """Every (dataset, point, run, seed) trial; a point's settings sit between the experiment's
+    and the run's own, and its name joins the run's label (``vae@len40``)."""
     datasets = only_datasets or experiment.datasets
-    return [Trial(run.label, run.method, dataset, seed, merge_settings(experiment.settings, run.settings))
-            for dataset in datasets for run in experiment.runs
+    points = experiment.points or {"": {}}
+    return [Trial(f"{run.label}@{point}" if point else run.label, run.method, dataset, seed,
+                  merge_settings(experiment.settings, point_settings, run.settings))
+            for dataset in datasets for point, point_settings in points.items() for run in experiment.runs
             for seed in (only_seeds if only_seeds is not None else run.seeds or experiment.seeds)]
 
 

@@ -140,6 +140,9 @@ def measure_size(classes, embed, hidden, samples, args, device) -> dict:
                               bf16=bf16)
 
     our_training(), reference_training()  # warm-up: allocator, kernels
+    our_iw(), reference.iw_nll(sentences, samples)
+    if args.bf16:
+        our_iw(bf16=True)
     tokens = sum(b.size(0) * (b.size(1) - 1) for b in batches)
     rounds = {"ours_train": [], "ref_train": [], "ours_iw": [], "ref_iw": [], **({"ours_iwbf16": []} if args.bf16 else {})}
     for round_index in range(args.rounds):

@@ -87,3 +87,18 @@ def test_sweep_killed_midway_then_rerun_records_every_run_once(tmp_path):
     third = subprocess.run(sweep_command(experiment, results), capture_output=True, text=True, timeout=300,
                            cwd=ROOT)
     assert "3 already finished, 1 to run" in third.stdout
+
+
+def test_points_repeat_every_run_at_each_point_of_an_axis(tmp_path):
+    path = write_experiment(tmp_path, "[vae, {label: fb, method: free_bits, settings: {data: {synthetic_length: 6}}}]",
+                            extra="points: {len8: {data: {synthetic_length: 8}}, len12: {data: {synthetic_length: 12}}}\n",
+                            seeds="[0]")
+    trials = expand(load_experiment(path))
+    assert [t.label for t in trials] == ["vae@len8", "fb@len8", "vae@len12", "fb@len12"]
+    lengths = [t.settings["data"]["synthetic_length"] for t in trials]
+    assert lengths == [8, 6, 12, 6]  # a run's own setting wins over its point's
+    assert all(t.settings["train"]["max_epochs"] == 2 for t in trials)  # the experiment's reach every point
+    assert len({record_path(t, "smoke", tmp_path) for t in trials}) == 4
+    bad = write_experiment(tmp_path, "[vae]", extra="points: {a@b: {data: {synthetic_length: 8}}}\n")
+    with pytest.raises(BenchError, match="may not contain '@'"):
+        load_experiment(bad)

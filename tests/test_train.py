@@ -190,6 +190,23 @@ def test_model_has_no_bias_where_the_reference_has_none():
     assert model.to_posterior.bias is None and model.latent_to_cell.bias is None and model.output.bias is None
 
 
+def test_encoder_init_pytorch_changes_the_encoder_only(smoke_config):
+    from bench.config import ModelConfig
+    from bench.model import SequenceVAE
+    sizes = dict(embed_dim=8, encoder_hidden=64, decoder_hidden=64, latent_dim=2)
+    reference = SequenceVAE(30, ModelConfig(**sizes))
+    torch.manual_seed(0)
+    pytorch = SequenceVAE(30, ModelConfig(**sizes, encoder_init="pytorch"))
+    bound = 1 / 64 ** 0.5  # nn.LSTM's default: U(-1/sqrt(H), 1/sqrt(H))
+    assert 0.9 * bound < float(pytorch.encoder_lstm.weight_hh_l0.detach().abs().max()) <= bound
+    assert float(reference.encoder_lstm.weight_hh_l0.detach().abs().max()) <= 0.01
+    assert float(pytorch.encoder_embedding.weight.detach().std()) > 0.5  # nn.Embedding's N(0, 1)
+    for module in ("decoder_lstm", "latent_to_cell", "output"):  # the decoder keeps the reference's
+        assert all(float(p.detach().abs().max()) <= 0.01 for p in getattr(pytorch, module).parameters())
+    assert smoke_config("vae").identity() == smoke_config("vae", model={"encoder_init": "reference"}).identity()
+    assert smoke_config("vae").identity() != smoke_config("vae", model={"encoder_init": "pytorch"}).identity()
+
+
 def test_corrupt_checkpoint_and_record_are_one_line_errors(tmp_path, smoke_config):
     from bench.errors import BenchError
     config = smoke_config("vae", train={"max_epochs": 2})

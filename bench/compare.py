@@ -5,8 +5,8 @@ record for those datasets, aggregates over seeds (mean +- the half-width of a 95
 t-interval, with the number of seeds), and prints one table per dataset: NLL, KL, MI, AU,
 PPL, training hours, the training-time ratio to the standard VAE on the same hardware (the
 RQ3 speed claim), and each method's difference to the standard VAE with a 95% interval
-(NLL: bootstrap over seeds and test sentences, paired by sentence; MI, AU: Welch; see
-:mod:`bench.stats`). Rows
+(Welch's interval over seeds, each seed's NLL a mean over the same test sentences; no
+interval with one seed; see :mod:`bench.stats`). Rows
 marked ``published`` come from ``baselines/`` and are never mixed with measured ones; where a
 method has both, the difference ours - published is shown. The profile is always stated,
 so reduced-profile numbers are never read as paper-scale ones.
@@ -23,12 +23,11 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
-import numpy as np
 
 from bench import records
 from bench.errors import BenchError, run_cli
 from bench.metric_specs import TEST_METRICS, TRAIN_HOURS, spec
-from bench.stats import Interval, mean_interval, paired_bootstrap_difference, welch_difference
+from bench.stats import Interval, mean_interval, welch_difference
 
 BASELINES = Path(__file__).resolve().parent.parent / "baselines"
 METRICS = tuple(m.name for m in TEST_METRICS)
@@ -65,22 +64,21 @@ def runs_of(frame: pd.DataFrame, dataset: str, label: str) -> pd.DataFrame:
 
 
 def difference(frame: pd.DataFrame, dataset: str, label: str, reference: str, metric: str) -> Interval | None:
-    """``label`` - ``reference`` on ``metric`` with a 95% interval, or None if either has no runs.
-
-    NLL: paired bootstrap over seeds and test sentences when every run kept its per-sentence
-    values for the same sentences; otherwise (and for KL, MI, AU) Welch's interval over seeds.
-    """
+    """``label`` - ``reference`` on ``metric``: Welch's 95% interval over seeds (NaN bounds with
+    fewer than 2 seeds a side), or None if either has no runs or, for NLL, the runs were
+    scored on different test sentences (bench.stats)."""
     a, b = runs_of(frame, dataset, label), runs_of(frame, dataset, reference)
     if not len(a) or not len(b):
         return None
-    if metric == "nll" and "nll_per_sentence" in frame:
-        per_sentence = [*a["nll_per_sentence"], *b["nll_per_sentence"]]
-        if all(isinstance(v, list) and v for v in per_sentence):
-            if len({len(v) for v in per_sentence}) > 1:
-                return None  # scored on different test sentences: no comparison
-            return paired_bootstrap_difference(np.array(list(a["nll_per_sentence"])),
-                                               np.array(list(b["nll_per_sentence"])))
+    if metric in ("nll", "ppl") and not same_test_sentences(pd.concat([a, b])):
+        return None
     return welch_difference(a[metric].astype(float), b[metric].astype(float))
+
+
+def same_test_sentences(runs: pd.DataFrame) -> bool:
+    """Whether every run's IW NLL is a mean over the same test sentences (the first N of the
+    test split in file order, so the same N means the same sentences)."""
+    return runs["iw_sentences"].nunique(dropna=False) == 1
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
@@ -314,8 +312,8 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> st
     scored = f" on {'/'.join(map(str, sentences))} test sentences" if sentences else ""
     return (f"{dataset}: {scale}; hardware {hardware}. NLL = importance-weighted test NLL (nats/sentence){scored}; "
             f"values are mean ± half-width of the 95% t-interval over n seeds (no ± with one seed); Δ = difference "
-            f"to the standard VAE with its 95% interval (NLL: bootstrap over seeds and test sentences, paired by "
-            f"sentence; MI, AU: Welch); an interval that excludes 0 is a difference distinguishable at 95%; "
+            f"to the standard VAE with Welch's 95% interval over seeds (each seed's NLL a mean over the same test "
+            f"sentences; no interval with one seed); an interval that excludes 0 is a difference distinguishable at 95%; "
             f"time / VAE = training time relative to the VAE on the same hardware; best measured value emphasised; "
             f"'-': not applicable (a language model has no latent) or not published." + no_active_unit)
 

@@ -135,7 +135,9 @@ def finished_records(results: Path, profile: str | None = None,
     paper-scale numbers must never be mixed in one table.
     """
     found = []
-    for path in sorted(Path(results).glob(f"*/*/**/{RECORD_NAME}")):
+    # exactly <profile>/<dataset>/<label>/<seed-id>/: an experiment's own results folder inside
+    # this one (results/scale_calibration/...) is not read as part of it
+    for path in sorted(Path(results).glob(f"*/*/*/*/{RECORD_NAME}")):
         try:
             record = load_record(path)
         except (OSError, ValueError):

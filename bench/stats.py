@@ -1,14 +1,14 @@
-"""Uncertainty for comparison tables: 95% intervals over seeds, and paired differences.
+"""Uncertainty for comparison tables: 95% intervals over training seeds.
 
-A run gives one value of KL, MI and AU, and one IW-NLL per test sentence. Two sources of
-noise enter a comparison: the seed (initialisation, batch order, sampling) and the finite
-test set. Per-method values are reported with a t-interval over seeds; differences to the
-reference method (the standard VAE) with
-
-- NLL: a two-level bootstrap that resamples seeds (each method its own) and test
-  sentences (the *same* resampled sentences for both methods: paired by sentence), so a
-  difference carried by a few hard sentences or by one lucky seed shows as a wide interval;
-- per-run scalars (KL, MI, AU): Welch's t-interval for the difference of two means.
+The training seed is the unit of replication: a run gives one value of each metric (its NLL
+is the mean IW-NLL over the test sentences it scored), and every interval here is over runs,
+never over test sentences. Per-method values get a t-interval over seeds; differences to the
+reference method (the standard VAE) get Welch's t-interval on the per-seed values. For NLL
+those are means over the *same* test sentences, so the comparison is paired by sentence by
+construction (a sentence's difficulty is in both means and cancels in the difference); runs
+scored on different sentences are not compared at all. With fewer than two seeds on either
+side there is no interval, and so never a verdict. ``tests/test_stats.py`` checks by
+simulation that these intervals cover the true difference at their level with 3 seeds a side.
 
 An interval that excludes 0 is "distinguishable at 95%".
 """
@@ -71,28 +71,3 @@ def welch_difference(a: Sequence[float], b: Sequence[float]) -> Interval:
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     half = float(stats.t.ppf(0.5 + LEVEL / 2, df) * se)
     return Interval(difference, difference - half, difference + half, min(len(a), len(b)))
-
-
-def paired_bootstrap_difference(a: np.ndarray, b: np.ndarray, replicates: int = 2000, seed: int = 0) -> Interval:
-    """Difference of mean per-sentence values, method a - method b, with a percentile interval.
-
-    ``a`` [seeds_a, S] and ``b`` [seeds_b, S] hold one value per seed and test sentence, the
-    sentences in the same order. Each replicate draws seeds of a and of b with replacement
-    and one set of S sentences with replacement, used for both (paired by sentence):
-
-        d* = mean_{s in S*} ( mean_{i in A*} a[i, s] - mean_{j in B*} b[j, s] )
-    """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"paired comparison needs the same test sentences: {a.shape[1]} vs {b.shape[1]}")
-    rng = np.random.default_rng(seed)
-    sentences = a.shape[1]
-    estimate = float(a.mean() - b.mean())
-    draws = np.empty(replicates)
-    for r in range(replicates):
-        rows_a = a[rng.integers(0, len(a), len(a))].mean(axis=0)
-        rows_b = b[rng.integers(0, len(b), len(b))].mean(axis=0)
-        chosen = rng.integers(0, sentences, sentences)
-        draws[r] = (rows_a[chosen] - rows_b[chosen]).mean()
-    low, high = np.quantile(draws, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return Interval(estimate, float(low), float(high), min(len(a), len(b)))

@@ -13,13 +13,16 @@ from bench.errors import BenchError
 
 
 def write_record(results, label, dataset, seed, nll, kl, hours, profile="cpu", status="finished", gpu=None,
-                 per_sentence=None):
+                 per_sentence=None, iw_sentences=2000):
     folder = results / profile / dataset / label / f"seed{seed}-{abs(hash((label, seed))) % 10**6:06d}"
     folder.mkdir(parents=True)
+    if per_sentence is not None:  # a run's NLL is the mean over the sentences it scored
+        nll, iw_sentences = sum(per_sentence) / len(per_sentence), len(per_sentence)
     record = {"label": label, "method": label, "dataset": dataset, "profile": profile, "seed": seed,
               "status": status, "environment": {"hardware": {"gpu": gpu, "torch_threads": 1}},
               "metrics": {"test": {"nll": nll, "kl": kl, "mi": kl / 2, "au": int(kl), "ppl": math.exp(nll / 50),
-                                   "iw_samples": 100, "nll_per_sentence": per_sentence}},
+                                   "iw_samples": 100, "iw_sentences": iw_sentences,
+                                   "nll_per_sentence": per_sentence}},
               "timing": {"train_hours": hours}}
     (folder / "record.json").write_text(json.dumps(record))
 
@@ -51,15 +54,33 @@ def test_aggregation_mean_std_n_and_time_ratio(results):
     assert math.isnan(table.loc["vae", "d_nll"])
 
 
-def test_nll_difference_is_paired_by_sentence(tmp_path):
+def test_nll_difference_is_over_seeds_and_paired_by_sentence(tmp_path):
     root = tmp_path / "results"
     hardness = [30.0 + 7 * ((i * 37) % 11) for i in range(200)]  # sentences differ by up to 70 nats
-    for seed, offset in enumerate((0.0, 0.1, -0.1)):
+    for seed, offset in enumerate((0.0, 0.1, -0.1)):  # one seed's luck moves every sentence
         write_record(root, "vae", "d", seed, 0, 0.0, 1.0, per_sentence=[h + offset for h in hardness])
         write_record(root, "better", "d", seed, 0, 1.0, 1.0, per_sentence=[h - 0.5 + offset for h in hardness])
     table = compare.aggregate(compare.load_records(root, ["d"], None)).set_index("label")
     low, high = table.loc["better", "d_nll_low"], table.loc["better", "d_nll_high"]
-    assert low < -0.5 < high and high < 0 and high - low < 0.4  # -0.5 nats, distinguishable despite the spread
+    half = 2.776445 * math.sqrt(2 * 0.01 / 3)  # Welch on the per-seed means: s = 0.1 a side, df = 4
+    assert table.loc["better", "d_nll"] == pytest.approx(-0.5)
+    assert (low, high) == (pytest.approx(-0.5 - half), pytest.approx(-0.5 + half))  # the 70-nat spread cancels
+
+
+def test_one_seed_or_different_test_sentences_give_no_interval(tmp_path, capsys):
+    root = tmp_path / "results"
+    write_record(root, "vae", "d", 0, 40.0, 0.0, 1.0)
+    write_record(root, "pooling", "d", 0, 40.3, 0.0, 1.0)
+    for seed in (0, 1):
+        write_record(root, "other", "d", seed, 39.0 + seed, 0.0, 1.0, iw_sentences=200)  # other test sentences
+    table = compare.aggregate(compare.load_records(root, ["d"], None)).set_index("label")
+    assert table.loc["pooling", "d_nll"] == pytest.approx(0.3) and math.isnan(table.loc["pooling", "d_nll_low"])
+    assert math.isnan(table.loc["other", "d_nll"])  # scored on other sentences: not compared
+    compare.main(["--datasets", "d", "--results", str(root), "--format", "md"])
+    out = capsys.readouterr().out
+    pooling_row = next(line for line in out.splitlines() if line.startswith("| pooling "))
+    assert "+0.30 (n=1)" in pooling_row and "[" not in pooling_row
+
 
 def test_published_rows_and_differences_are_labelled(results, capsys):
     compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "md"])

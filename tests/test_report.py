@@ -44,7 +44,7 @@ def test_rq2_paragraph_follows_the_numbers(tmp_path, smoke_config):
         {"label": "pooling", "dataset": "d", "nll": 98.0, "kl": 6.0, "mi": 2.5, "au": 9, "train_hours": 1.1,
          "feature_cosine_distance": 0.5},
         {"label": "aggressive+kl_anneal", "dataset": "d", "nll": 98.2, "kl": 5.0, "mi": 2.9, "au": 7,
-         "train_hours": 3.0, "feature_cosine_distance": 0.4}]).assign(uses_latent=True)
+         "train_hours": 3.0, "feature_cosine_distance": 0.4}]).assign(uses_latent=True, iw_sentences=200)
     text = " ".join(answers(summary, "paper"))
     assert "pooling / aggressive+kl_anneal = 0.37: pooling is faster, as claimed" in text
     assert "prevented collapse" not in text and "better log-likelihood" not in text  # one seed: no claim

@@ -33,6 +33,7 @@ from bench.model import SequenceVAE
 from bench.step import StepContext, check_finite
 
 FINITE_CHECK_EVERY = 50  # steps between checks of the running loss (each check waits for the device)
+PROGRESS_EVERY_S = 30.0  # without a terminal, a progress line inside an epoch this often
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -171,6 +172,7 @@ class Trainer:
             from tqdm import tqdm
             batches = bar = tqdm(batches, total=len(self.train_data), desc=f"epoch {self.epoch + 1}",
                                  leave=False, unit="batch", file=sys.stderr)
+        last_line = started
         for index, batch in enumerate(batches, 1):
             stats = self.method.train_step(self.context, batch)  # batches live on the device
             self.step += 1
@@ -183,6 +185,12 @@ class Trainer:
             if bar is not None:
                 bar.set_postfix(loss=f"{float(totals['loss']) / totals['sentences']:.2f}",
                                 kl=f"{float(totals['kl']) / totals['sentences']:.2f}")
+            elif time.perf_counter() - last_line > PROGRESS_EVERY_S:  # a log file: a line now and then
+                last_line = time.perf_counter()
+                elapsed, total = last_line - started, len(self.train_data)
+                self.log(f"  epoch {self.epoch + 1}: {index}/{total} batches, train loss "
+                         f"{float(totals['loss']) / totals['sentences']:.2f} (KL {float(totals['kl']) / totals['sentences']:.2f}), "
+                         f"{float(totals['words']) / elapsed:.0f} tok/s, about {elapsed * (total - index) / index / 60:.1f} min left")
         check_finite(totals["loss"], f"at epoch {self.epoch + 1}, by step {self.step}")
         seconds = time.perf_counter() - started
         self.train_seconds += seconds

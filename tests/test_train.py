@@ -253,3 +253,12 @@ def test_committed_records_keep_their_run_ids():
         raw = record["config"]
         config = RunConfig(**{k: from_dict(SECTIONS[k], v, str(path)) if k in SECTIONS else v for k, v in raw.items()})
         assert records.run_id(config, record["method_settings"]) == record["run_id"], path
+
+
+def test_long_epochs_print_progress_lines_without_a_terminal(tmp_path, smoke_config, monkeypatch):
+    from bench import loop
+    monkeypatch.setattr(loop, "PROGRESS_EVERY_S", 0.0)  # as if every step took more than the interval
+    messages = []
+    run(smoke_config("vae", train={"max_epochs": 1}), tmp_path, log=messages.append, progress=False)
+    lines = [m for m in messages if m.startswith("  epoch 1: ")]
+    assert lines and lines[0].startswith("  epoch 1: 1/8 batches, train loss ") and "min left" in lines[0]

@@ -18,6 +18,10 @@ experiment_name="" datasets="" seeds="" results="$root/results" data_dir="${BENC
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
+    --experiment|--datasets|--seeds|--data-dir|--results)
+      if [ $# -lt 2 ] || [ -z "$2" ] || [ "${2#--}" != "$2" ]; then
+        echo "error: $1 needs a value (see ./run_all.sh --help)" >&2; exit 2
+      fi ;;&
     --experiment) experiment_name="$2"; shift 2 ;;
     --profile) echo "error: run_all.sh takes --experiment NAME (experiments/NAME.yaml); a settings profile is named inside the experiment file" >&2; exit 2 ;;
     --datasets) datasets="$2"; shift 2 ;;

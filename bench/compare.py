@@ -368,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def present(results: Path) -> str:
+    """What finished records ``results`` holds, as 'present: profile/dataset, ...' (for errors)."""
+    pairs = sorted({f"profile {path.parts[-5]} / {path.parts[-4]}"  # <profile>/<dataset>/<label>/<run>/
+                    for path in Path(results).glob(f"*/*/*/*/{records.RECORD_NAME}")})
+    return f"present: {', '.join(pairs)}" if pairs else "it holds no finished records"
+
+
 def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, str | None]:
     """The chosen finished records, aggregated, and their profile; a one-line error when there are none."""
     frame = load_records(args.results, datasets, args.profile)
@@ -378,9 +385,10 @@ def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, str | None]
                              f"present: {', '.join(sorted(set(frame['label'])))}")
         frame = frame[frame["label"].isin(wanted)]
     if frame.empty and not args.published_only:
-        raise BenchError(f"no finished records for {', '.join(datasets)} under {args.results}; run "
-                         f"`python -m bench.sweep experiments/cpu.yaml` (or ./run_all.sh) first, or pass "
-                         "--published-only to see the published numbers alone")
+        raise BenchError(f"no finished records for {', '.join(datasets)}"
+                         + (f" (profile '{args.profile}')" if args.profile else "") + f" under {args.results}; "
+                         + present(args.results) + "; run `python -m bench.sweep experiments/cpu.yaml` (or "
+                         "./run_all.sh) first, or pass --published-only to see the published numbers alone")
     profile = args.profile or (frame["profile"].iloc[0] if len(frame) else None)
     if frame.empty:
         frame = pd.DataFrame(columns=["dataset", "label", "hardware", "iw_sentences", "nll_per_sentence",

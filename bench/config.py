@@ -167,10 +167,18 @@ def load_profile(name_or_path: str) -> tuple[str, dict[str, Any], str]:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise BenchError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise BenchError(yaml_error(path, err)) from None
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: expected a mapping of sections {sorted(SECTIONS)} + methods")
     return path.stem, raw, str(path)
+
+
+def yaml_error(path: Path | str, err: yaml.YAMLError) -> str:
+    """``FILE:LINE:COLUMN: not valid YAML (the parser's problem)``, for a one-line error."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{where}: not valid YAML ({problem}); fix the file at that line"
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
@@ -204,7 +212,10 @@ def build_run_config(method: str, dataset: str, profile: str = "cpu", seed: int 
                     merged.setdefault(name, {}).update(_mapping(settings, f"{where}: methods.{name}"))
                 continue
             merged.setdefault(section, {}).update(_mapping(values, f"{where}: {section}"))
-    sections = {name: from_dict(cls, merged.pop(name, {}), f"{source} [{name}]")
+    for name, cls in SECTIONS.items():  # the profile alone first, so that an error is blamed on its source
+        from_dict(cls, _mapping(raw.get(name) or {}, f"{source}: {name}"), f"{source} [{name}]")
+    sections = {name: from_dict(cls, merged.pop(name, {}),
+                                f"--set {name}" if name in (overrides or {}) else f"{source} [{name}]")
                 for name, cls in SECTIONS.items()}
     if dataset == "synthetic":
         _check_synthetic_overrides(sections["data"], (overrides or {}).get("data", {}))

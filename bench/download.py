@@ -16,6 +16,7 @@ import html
 import io
 import re
 import shutil
+import sys
 import tarfile
 import tempfile
 import urllib.parse
@@ -145,3 +146,9 @@ def download(name: str, data_dir: Path, url: str | None = None, archive_file: Pa
     else:
         archive = fetch(url)
     return install(name, archive, data_dir, source, url)
+
+
+if __name__ == "__main__":  # `python -m bench.download NAME ...` = `python -m bench.data download NAME ...`
+    from bench.data import main
+    from bench.errors import run_cli
+    run_cli(lambda: main(["download", *sys.argv[1:]]))

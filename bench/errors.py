@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from typing import Callable
@@ -42,4 +43,7 @@ def run_cli(main: Callable[[], int | None]) -> None:
         print(f"interrupted: {err if isinstance(err, Interrupted) else 'results already written are kept'}",
               file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 130))
+    except BrokenPipeError:  # `... | head` closed the pipe: nothing more to print, and no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     sys.exit(code or 0)

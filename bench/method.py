@@ -158,8 +158,14 @@ def build_method(spec: str, settings: Mapping[str, Mapping[str, Any]] | None = N
     from bench.config import from_dict  # local import: config does not depend on methods
 
     settings = dict(settings or {})
-    for name in settings:
-        method_class(name)  # a typo in a settings section is an error, not ignored
+    _load_builtin_methods()
+    for name in settings:  # a typo in a settings section is an error, not ignored
+        if name not in _REGISTRY:
+            from bench.config import SECTIONS
+            close = difflib.get_close_matches(name, [*SECTIONS, *_REGISTRY], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise BenchError(f"unknown settings section '{name}'{hint}: a section is one of {', '.join(SECTIONS)} "
+                             "or a method name (python -m bench.train --list-methods)")
     names = [part.strip() for part in spec.split(COMBINE_SEPARATOR)]
     if len(set(names)) != len(names) or not all(names):
         raise BenchError(f"method '{spec}': name each part once, joined by '{COMBINE_SEPARATOR}'")

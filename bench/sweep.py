@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from bench import records
-from bench.config import build_run_config, from_dict
+from bench.config import build_run_config, from_dict, yaml_error
 from bench.errors import BenchError, run_cli
 from bench.method import build_method, method_settings
 from bench.metric_specs import TEST_METRICS, summary_line
@@ -87,7 +87,7 @@ def load_experiment(path: Path) -> Experiment:
     except OSError:
         raise BenchError(f"experiment file {path} not found; see experiments/ for examples") from None
     except yaml.YAMLError as err:
-        raise BenchError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        raise BenchError(yaml_error(path, err)) from None
     experiment = from_dict(Experiment, raw or {}, where)
     runs = []
     for index, entry in enumerate(experiment.runs):
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                "  python -m bench.sweep experiments/paper.yaml --datasets yahoo --seeds 0,1,2\n"
                "  python -m bench.sweep experiments/smoke.yaml --address auto   # an existing Ray cluster\n")
     parser.add_argument("experiment", type=Path, help="experiment YAML (see experiments/)")
-    parser.add_argument("--datasets", metavar="A,B", help="only these of the experiment's datasets")
+    parser.add_argument("--datasets", metavar="A,B", help="only these of the experiment's datasets (or the built-in synthetic one)")
     parser.add_argument("--seeds", metavar="0,1", help="seeds instead of the experiment's")
     parser.add_argument("--data-dir", metavar="DIR", help="data directory (default: $BENCH_DATA_DIR)")
     parser.add_argument("--results", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR",
@@ -383,11 +383,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpus is not None and (args.cpus < 1 or args.address or os.environ.get("RAY_ADDRESS")):
         raise BenchError("--cpus must be >= 1 and applies to a local Ray only (not with --address)")
     experiment = load_experiment(args.experiment)
-    datasets = tuple(args.datasets.split(",")) if args.datasets else None
+    datasets = None
+    if args.datasets is not None:
+        datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+        foreign = [d for d in datasets if d not in experiment.datasets and d != "synthetic"]  # built in: always
+        if not datasets or foreign:
+            raise BenchError(f"--datasets {args.datasets!r}: {'not in' if foreign else 'names none of'} the experiment's "
+                             f"datasets ({', '.join(experiment.datasets)}) or the built-in synthetic; add a dataset to "
+                             f"{args.experiment} itself")
     try:
-        seeds = tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None
+        seeds = None if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
     except ValueError:
-        raise BenchError(f"--seeds expects integers separated by commas, got '{args.seeds}'") from None
+        raise BenchError(f"--seeds expects integers separated by commas, e.g. 0,1,2; got '{args.seeds}'") from None
     data_dir = args.data_dir or os.environ.get("BENCH_DATA_DIR")
     for trial in expand(experiment, datasets, seeds):  # validate every config before starting Ray
         build_method(trial.method, trial_config(trial, experiment.profile).methods)

@@ -11,11 +11,11 @@ import sys
 from pathlib import Path
 
 from bench import records
-from bench.config import available_profiles, build_run_config, parse_overrides
+from bench.config import SECTIONS, available_profiles, build_run_config, parse_overrides
 from bench.data import SYNTHETIC
 from bench.errors import BenchError, run_cli
 from bench.lifecycle import run
-from bench.method import available_methods, method_class
+from bench.method import available_methods, build_method, method_class
 from bench.metric_specs import summary_line
 
 
@@ -58,7 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.method:
         raise BenchError("--method is required (see --list-methods)")
-    config = build_run_config(args.method, args.dataset, args.profile, args.seed, parse_overrides(args.overrides))
+    overrides = parse_overrides(args.overrides)
+    config = build_run_config(args.method, args.dataset, args.profile, args.seed, overrides)
+    parts = args.method.split("+")
+    for section in overrides:
+        if section not in SECTIONS and section not in parts:  # would be ignored: say so instead
+            build_method(args.method, {section: {}})  # an unknown section: its own one-line error
+            raise BenchError(f"--set {section}.*: the run's method '{args.method}' has no '{section}' part, so "
+                             f"the setting would be ignored; use --method {section} (or join it with '+')")
     log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
     record = run(config, args.out, args.data_dir, args.device, progress=None if not args.quiet else False,
                  log=log, resume=not args.restart)

@@ -53,7 +53,8 @@ def load_records(results: Path, datasets: list[str], profile: str | None) -> pd.
                 continue
             rows.append({"label": label + suffix, "dataset": record["dataset"], "uses_latent": records.uses_latent(record),
                          "profile": record["profile"], "seed": record["seed"],
-                         **{m: test.get(m) for m in METRICS}, "train_hours": record["timing"]["train_hours"],
+                         **{m: test.get(m) for m in METRICS}, "mi_noise": records.mi_noise(record, key),
+                         "train_hours": record["timing"]["train_hours"],
                          "hardware": records.hardware_label(record), "iw_samples": test.get("iw_samples"),
                          "iw_sentences": test.get("iw_sentences"), "nll_per_sentence": test.get("nll_per_sentence")})
     return pd.DataFrame(rows)
@@ -88,6 +89,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (dataset, label), runs in frame.groupby(["dataset", "label"], sort=False):
         row = {"dataset": dataset, "label": label, "n": len(runs), "iw_sentences": runs["iw_sentences"].max(),
+               "mi_noise": runs["mi_noise"].max(),
                "uses_latent": bool(runs["uses_latent"].all()),
                "hardware": ", ".join(sorted(set(runs["hardware"])))}
         for column in columns:
@@ -102,7 +104,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
                         f"d_{metric}_high": change.high if change else math.nan})
         rows.append(row)
     table = pd.DataFrame(rows, columns=[
-        "dataset", "label", "n", "iw_sentences", "uses_latent", "hardware",
+        "dataset", "label", "n", "iw_sentences", "mi_noise", "uses_latent", "hardware",
         *[f"{c}_{s}" for c in columns for s in ("mean", "std", "low", "high")],
         *[f"d_{m}{s}" for m in DIFFERENCE_METRICS for s in ("", "_low", "_high")]])
     ratios = []
@@ -308,6 +310,9 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> st
     no_active_unit = (" NO METHOD KEEPS AN ACTIVE UNIT HERE (AU 0 in every run): at this scale every remedy "
                       "measured collapses, so the rows differ by optimisation noise only."
                       if len(latent_rows) and (latent_rows["au_mean"].fillna(0) == 0).all() else "")
+    noise = latent_rows["mi_noise"].max() if "mi_noise" in latent_rows and len(latent_rows) else math.nan
+    floor = (f" MI noise floor ±{2 * noise:.2f}: twice the MI estimator's standard deviation for a model that carries "
+             "no information, on this test set; an MI within it is noise, not information." if noise > 0 else "")
     sentences = sorted(set(int(v) for v in mine["iw_sentences"].dropna())) if "iw_sentences" in mine else []
     scored = f" on {'/'.join(map(str, sentences))} test sentences" if sentences else ""
     return (f"{dataset}: {scale}; hardware {hardware}. NLL = importance-weighted test NLL (nats/sentence){scored}; "
@@ -315,7 +320,7 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> st
             f"to the standard VAE with Welch's 95% interval over seeds (each seed's NLL a mean over the same test "
             f"sentences; no interval with one seed); an interval that excludes 0 is a difference distinguishable at 95%; "
             f"time / VAE = training time relative to the VAE on the same hardware; best measured value emphasised; "
-            f"'-': not applicable (a language model has no latent) or not published." + no_active_unit)
+            f"'-': not applicable (a language model has no latent) or not published." + floor + no_active_unit)
 
 
 def render(style: str, datasets, measured, published, profile, columns, layout: str) -> str:
@@ -391,7 +396,7 @@ def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, str | None]
                          "./run_all.sh) first, or pass --published-only to see the published numbers alone")
     profile = args.profile or (frame["profile"].iloc[0] if len(frame) else None)
     if frame.empty:
-        frame = pd.DataFrame(columns=["dataset", "label", "hardware", "iw_sentences", "nll_per_sentence",
+        frame = pd.DataFrame(columns=["dataset", "label", "hardware", "iw_sentences", "mi_noise", "nll_per_sentence",
                                       "uses_latent", *METRICS, TRAIN_HOURS.name])
     return aggregate(frame), profile
 

@@ -46,9 +46,13 @@ def summary_line(values: Mapping[str, float], prefix: str = "") -> str:
     """``NLL 40.47  KL 0.00  MI 0.01  AU 0`` from a mapping that holds (some of) the test metrics
     (keys with ``prefix``, e.g. ``valid_``); missing ones are left out."""
     parts = []
+    noise = values.get(prefix + "mi_noise")
     for metric in TEST_METRICS:
         value = values.get(prefix + metric.name)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             digits = 0 if metric.name == "au" and float(value).is_integer() else metric.digits
-            parts.append(f"{metric.header} {value:.{digits}f}")
+            if metric.name == "mi" and noise and abs(value) < 2 * noise:  # a draw of the estimator's noise
+                parts.append(f"MI ~0 ({value:+.{digits}f}, noise ±{2 * noise:.{digits}f})")
+            else:
+                parts.append(f"{metric.header} {value:.{digits}f}")
     return "  ".join(parts)

@@ -63,7 +63,7 @@ def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return gaussian_kl_per_dim(mu, logvar).sum(dim=-1)
 
 
-def mutual_information(mu: torch.Tensor, logvar: torch.Tensor) -> float:
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> float:
     """Monte-Carlo estimate of I_q(x; z) on one batch (He et al. 2019, Eq. 4 and code).
 
         I_q = E_x E_{q(z|x)} [log q(z|x)] - E_x E_{q(z|x)} [log q(z)],
@@ -72,16 +72,32 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor) -> float:
     with one z sample per sentence for the second term and the first term in closed form
     (minus the entropy of a diagonal Gaussian). The aggregate posterior makes the
     estimate depend on the batch: it is at most log B. Average over batches with
-    batch-size weights, as the reference does.
+    batch-size weights, as the reference does. ``eps`` fixes the standard-normal draws
+    (default: fresh ones); :func:`mi_noise_floor` gives the estimator's noise.
     """
     batch, dims = mu.shape
     if dims == 0:
         return 0.0
     neg_entropy = (-0.5 * dims * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
-    z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # [B, nz]
+    z = mu + (torch.randn_like(mu) if eps is None else eps) * (0.5 * logvar).exp()  # [B, nz]
     log_density = log_diagonal_normal(z.unsqueeze(1), mu.unsqueeze(0), logvar.unsqueeze(0))  # [B, B]
     log_aggregate = torch.logsumexp(log_density, dim=1) - math.log(batch)
     return float(neg_entropy - log_aggregate.mean())
+
+
+def mi_noise_floor(latent_dim: int, sentences: int) -> float:
+    """Standard deviation of :func:`mutual_information` (averaged over ``sentences``, in any
+    batches) for a model that carries no information: every q(z|x) the same Gaussian.
+
+    Then q(z) = q(z|x), so each sentence contributes -log q(z_i|x_i) - H[q] = (1/2) sum_d (e_d^2 - 1)
+    with e ~ N(0, I), of variance latent_dim / 2, whatever the Gaussian and the batching:
+
+        sd = sqrt(latent_dim / (2 * sentences))
+
+    A collapsed model's MI estimate is a draw of this noise (it can be negative, or above the
+    KL); an MI counts as information only above about twice it (95%).
+    """
+    return math.sqrt(latent_dim / (2 * sentences)) if latent_dim > 0 and sentences > 0 else 0.0
 
 
 def mean_mutual_information(posteriors: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
@@ -128,7 +144,8 @@ def feature_dispersion(features: torch.Tensor) -> dict[str, float]:
 @torch.no_grad()
 def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | None = None,
              iw_batches: Iterable[torch.Tensor] | None = None, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Score a model on a split: ELBO terms, KL, MI, AU, dispersion, and optionally IW NLL and PPL.
+    """Score a model on a split: ELBO terms, KL, MI (and its noise floor), AU, dispersion, and
+    optionally IW NLL and PPL.
 
     Returns per-sentence averages in nats over ``batches``: ``elbo_nll`` = reconstruction +
     KL (one z sample). With ``iw_batches`` (the whole split, or a subset of it taken in file
@@ -158,6 +175,7 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
     result = {"rec": totals["rec"] / n, "kl": totals["kl"] / n, "elbo_nll": (totals["rec"] + totals["kl"]) / n,
               "mi": totals["mi"] / n, "au": active_units(torch.cat(means)),
               "elbo_ppl": math.exp((totals["rec"] + totals["kl"]) / max(1, totals["words"])),
+              "mi_noise": mi_noise_floor(means[0].size(1) if means else 0, totals["sentences"]),
               "sentences": totals["sentences"], "words": totals["words"]}
     if features:  # dispersion of h(x) and of the posterior mean over (at most) the first sentences
         subset = slice(0, DISPERSION_SENTENCES)

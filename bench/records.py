@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -201,6 +202,19 @@ def uses_latent(record: dict[str, Any]) -> bool:
         return build_method(record["method"]).uses_latent
     except BenchError:
         return True
+
+
+def mi_noise(record: dict[str, Any], key: str = "test") -> float:
+    """The MI noise floor of a record's evaluation (:func:`bench.metrics.mi_noise_floor`); derived
+    from the latent size and the sentences for records written before it was stored."""
+    test = record["metrics"][key]
+    if "mi_noise" in test:
+        return float(test["mi_noise"])
+    from bench.metrics import mi_noise_floor
+    latent = record.get("config", {}).get("model", {}).get("latent_dim") if uses_latent(record) else 0
+    if latent is None or not test.get("sentences"):
+        return math.nan  # not enough in the record to say
+    return mi_noise_floor(latent, int(test["sentences"]))
 
 
 def hardware_label(record: dict[str, Any]) -> str:

@@ -165,7 +165,8 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
     def report(trainer) -> None:
         row = trainer.curves[-1]
         tune.report({"status": "running", "epoch": row["epoch"], "valid_elbo_nll": row["valid_elbo_nll"],
-                     **{f"valid_{m.name}": row[f"valid_{m.name}"] for m in TEST_METRICS if f"valid_{m.name}" in row}})
+                     **{f"valid_{m}": row[f"valid_{m}"] for m in (*(m.name for m in TEST_METRICS), "mi_noise")
+                        if f"valid_{m}" in row}})
 
     from bench.runlock import RunLocked, describe
 
@@ -190,7 +191,7 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
     if not any({k: s.get(k) for k in here} == here for s in record.get("sessions", [])):
         tune.report({"status": "elsewhere", "holder": "another process, which finished it"})
         return  # it finished while this trial waited to start: reused, not trained here
-    tune.report({"status": "finished", **{m.name: test[m.name] for m in TEST_METRICS},
+    tune.report({"status": "finished", **{m.name: test[m.name] for m in TEST_METRICS}, "mi_noise": test.get("mi_noise"),
                  "train_hours": record["timing"]["train_hours"], "record_json": json.dumps(record, default=str)})
 
 

@@ -7,7 +7,8 @@ import torch
 
 from bench.config import ModelConfig
 from bench.data import PAD_ID, pad_batch
-from bench.metrics import active_units, evaluate, iw_log_likelihood, kl_to_prior, mutual_information
+from bench.metrics import (active_units, evaluate, iw_log_likelihood, kl_to_prior, mi_noise_floor,
+                           mutual_information)
 from bench.model import SequenceVAE
 
 
@@ -90,6 +91,18 @@ def test_mutual_information_is_zero_when_posteriors_ignore_x():
     mu, logvar = torch.zeros(64, 3), torch.zeros(64, 3)
     estimates = [mutual_information(mu, logvar) for _ in range(2000)]
     assert sum(estimates) / len(estimates) == pytest.approx(0.0, abs=0.02)
+
+
+def test_mi_noise_floor_is_the_spread_of_the_estimator_on_an_information_free_posterior():
+    torch.manual_seed(1)
+    latent, sizes = 8, [50, 50, 50, 30]  # 180 sentences in uneven batches, as an evaluation has them
+    mu, logvar = torch.tensor([0.3] * latent), torch.tensor([-1.0] * latent)
+    estimates = torch.tensor([sum(mutual_information(mu.expand(b, -1), logvar.expand(b, -1)) * b for b in sizes)
+                              / sum(sizes) for _ in range(4000)])
+    assert float(estimates.mean()) == pytest.approx(0.0, abs=0.01)
+    assert float(estimates.std()) == pytest.approx(mi_noise_floor(latent, sum(sizes)), rel=0.05)
+    assert mi_noise_floor(latent, sum(sizes)) == pytest.approx(math.sqrt(8 / 360))
+    assert mi_noise_floor(0, 100) == 0.0  # a language model has no latent
 
 
 def test_active_units_counts_dimensions_with_variance_above_threshold():

@@ -127,8 +127,15 @@ def load_published(datasets: list[str], include_unverified: bool) -> pd.DataFram
         for row in doc.get("rows", []):
             if row["dataset"] in datasets and (row["verified"] or include_unverified):
                 rows.append({**row, "label": row.get("label") or row["published_name"], "baseline": path.stem,
-                             "citation_key": doc["citation_key"], "paper": doc["paper"]})
+                             "citation_key": doc["citation_key"], "paper": doc["paper"], "bibtex": doc["bibtex"]})
     return pd.DataFrame(rows)
+
+
+def bibliography(published: pd.DataFrame) -> str:
+    """The BibTeX entries of every paper cited by the published rows (``comparison.bib``)."""
+    if not len(published):
+        return ""
+    return "\n".join(dict.fromkeys(entry.strip() + "\n" for entry in published["bibtex"]))
 
 
 class Cell(NamedTuple):
@@ -278,7 +285,8 @@ def render_latex(rows, columns, caption: str, dataset: str, layout: str = "compa
     rows of methods measured here, to fit one text column."""
     measured_labels = {row.label for row in rows if row.source == "measured"}
     rows = [row for row in rows if row.source == "measured" or row.citation is not None
-            and (layout == "wide" or row.label in measured_labels)]  # compact: published rows of methods run here
+            and (layout == "wide" or not measured_labels or row.label in measured_labels)]
+    # compact: the published rows of methods run here (all of them when nothing was run here)
     # labels as a column, not the index: two papers may publish the same method (a repeated label)
     frame = pd.DataFrame([[latex_escape(row.label) + ("" if row.citation is None else rf" \cite{{{row.citation}}}"),
                            *[latex_cell(c, layout) for c in row.cells]] for row in rows],
@@ -327,17 +335,34 @@ def render(style: str, datasets, measured, published, profile, columns, layout: 
     """Every dataset's table in one format (``csv``: one file for all)."""
     if style == "csv":
         return pd.concat([measured.assign(source="measured", profile=profile),
-                          published.assign(source="published")], ignore_index=True).to_csv(index=False)
+                          published.drop(columns=["bibtex"], errors="ignore").assign(source="published")],
+                         ignore_index=True).to_csv(index=False)
     parts = []
     for dataset in datasets:
-        rows = dataset_rows(dataset, measured, published, columns)
-        if not rows:
-            parts.append(f"{dataset}: no measured runs and no published numbers\n")
-            continue
-        caption = caption_for(dataset, measured, profile)
-        parts.append(render_latex(rows, columns, caption, dataset, layout) if style == "latex"
-                     else render_text(rows, columns, style, caption))
+        for index, (sentences, group) in enumerate(test_set_groups(measured[measured["dataset"] == dataset])):
+            if index > 0:  # nothing relative to the VAE of the first table
+                group = group.assign(**{c: math.nan for c in group.columns if c.startswith("d_") or c == "time_ratio"})
+            rows = dataset_rows(dataset, group, published if index == 0 else published.iloc[0:0], columns)
+            if not rows:
+                parts.append(f"{dataset}: no measured runs and no published numbers\n")
+                continue
+            caption = caption_for(dataset, group, profile) + (
+                "" if index == 0 else " A separate table: these runs were scored on other test sentences than the "
+                "first table's, so they share no column, best value, difference or time ratio with it.")
+            name = dataset if index == 0 else f"{dataset}-{sentences}"
+            parts.append(render_latex(rows, columns, caption, name, layout) if style == "latex"
+                         else render_text(rows, columns, style, caption))
     return "\n".join(parts)
+
+
+def test_set_groups(rows: pd.DataFrame) -> list[tuple[int, pd.DataFrame]]:
+    """Rows split by the test sentences their IW NLL was scored on (the first N of the split):
+    the most common set first, so that the main table holds most runs. No rows: one empty group."""
+    if not len(rows):
+        return [(0, rows)]
+    sizes = rows["iw_sentences"].fillna(-1).astype(int)
+    order = sizes.value_counts().index  # most common first
+    return [(int(size), rows[sizes == size]) for size in order]
 
 
 def parse_list(text: str | None, allowed, what: str) -> list[str]:
@@ -421,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         suffix = {"table": "txt", "md": "md", "csv": "csv", "latex": "tex"}
         for style, text in outputs.items():
             (args.out / f"comparison.{suffix[style]}").write_text(text)
+        if "latex" in outputs:  # every \cite key of the table, for \bibliography{comparison}
+            (args.out / "comparison.bib").write_text(bibliography(published))
         print(f"tables written to {args.out}/")
     return 0
 

@@ -21,7 +21,7 @@ from bench import compare, records
 from bench.errors import BenchError, run_cli
 from bench.plots import pyplot, save
 from bench.metric_specs import TEST_METRICS
-from bench.stats import Interval, mean_interval
+from bench.stats import Interval, mean_interval, welch_difference
 
 CURVE_METRICS = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"),
                  ("valid_elbo_nll", "validation -ELBO (nats)"))
@@ -134,14 +134,23 @@ def mean_of(summary: pd.DataFrame, dataset: str, label: str, column: str) -> flo
     return float(values.mean()) if len(values) else math.nan
 
 
-def describe(interval) -> str:
+def describe(interval, digits: int = 2) -> str:
     """``+1.23 [+0.50, +1.96], distinguishable at 95%`` (or why it is not)."""
     if math.isnan(interval.estimate):
         return "not comparable (scored on different test sentences)"
     if math.isnan(interval.low):
-        return f"{interval.estimate:+.2f} (one seed on at least one side: no interval, not distinguishable)"
+        return f"{interval.estimate:+.{digits}f} (one seed on at least one side: no interval, not distinguishable)"
     verdict = "distinguishable at 95%" if interval.excludes_zero else "not distinguishable at 95%"
-    return f"{interval.estimate:+.2f} [{interval.low:+.2f}, {interval.high:+.2f}], {verdict}"
+    return f"{interval.estimate:+.{digits}f} [{interval.low:+.{digits}f}, {interval.high:+.{digits}f}], {verdict}"
+
+
+def time_ratio(summary: pd.DataFrame, dataset: str, a: str, b: str) -> tuple[float, float, float]:
+    """Training time ``a`` / ``b`` with a 95% interval: Welch's interval on log hours over seeds,
+    exponentiated (a ratio of geometric means); NaN bounds with fewer than 2 seeds a side."""
+    hours = [summary[(summary["dataset"] == dataset) & (summary["label"] == label)]["train_hours"].astype(float)
+             for label in (a, b)]
+    gap = welch_difference(*(h.apply(math.log) for h in hours))
+    return math.exp(gap.estimate), math.exp(gap.low), math.exp(gap.high)
 
 
 def collapsed(kl: float, mi: float, au: float) -> bool:
@@ -153,30 +162,51 @@ def answers(summary: pd.DataFrame, profile: str) -> list[str]:
     """One paragraph per research question, from the numbers."""
     scale = "at paper scale" if profile == "paper" else f"on the reduced '{profile}' profile, not at paper scale"
     text = []
-    # RQ1
-    data = summary.dropna(subset=["feature_cosine_distance"])
-    if len(data) >= 5:  # a rank correlation over fewer runs says nothing
-        # Spearman = Pearson correlation of ranks (no SciPy needed)
-        ranks = data[["feature_cosine_distance", "kl", "mi", "au"]].rank()
-        correlations = {m: ranks["feature_cosine_distance"].corr(ranks[m]) for m in ("kl", "mi", "au")}
-        shown = ", ".join(f"{m.upper()} {v:+.2f}" if not math.isnan(v) else f"{m.upper()} undefined (constant)"
-                          for m, v in correlations.items())
-        agree = all(not math.isnan(v) and v > 0.3 for v in correlations.values())
-        text.append(f"**RQ1 (dispersion and collapse).** Over {len(data)} runs {scale}, the Spearman correlation between "
-                    f"the encoder features' mean pairwise cosine distance and the test metrics is {shown}. "
-                    + ("This agrees with the claim that low feature dispersion goes with collapse."
-                       if agree else "This does not show the positive association the paper describes.")
-                    + (f" Mean cosine distance of h(x): last state (vae) {last:.3f}, max pooling {pooled:.3f}."
-                       if not math.isnan(last := data[data["label"] == BASELINE]["feature_cosine_distance"].mean())
-                       and not math.isnan(pooled := data[data["label"] == POOLING]["feature_cosine_distance"].mean())
-                       else ""))
-    else:
-        text.append("**RQ1.** Too few runs with dispersion measurements to say anything.")
+    text.append(rq1(summary, scale))
     for dataset in sorted(summary["dataset"].unique()):
         text += separated_from_vae(summary, dataset)
         text += dataset_answers(summary, dataset, scale)
         text += scale_evidence(summary, dataset)
     return text
+
+
+def keeps_information(row) -> bool:
+    """A run that uses its latent: an active unit and an MI above the estimator's noise floor."""
+    floor = 2 * row["mi_noise"] if "mi_noise" in row and not math.isnan(row["mi_noise"]) else 0.0
+    return row["au"] >= 1 and row["mi"] > floor
+
+
+def rq1(summary: pd.DataFrame, scale: str) -> str:
+    """RQ1 as two comparisons with intervals over runs (Welch): the encoder-feature dispersion
+    (mean pairwise cosine distance of h(x)) of runs that keep information against collapsed
+    runs, and of max pooling against the last state (the VAE) at equal training."""
+    data = summary.dropna(subset=["feature_cosine_distance"])
+    data = data[data["uses_latent"].astype(bool)]
+    if len(data) < 4:
+        return "**RQ1.** Too few runs with dispersion measurements to say anything."
+    kept = data.apply(keeps_information, axis=1)
+    parts = []
+    if kept.sum() >= 2 and (~kept).sum() >= 2:
+        gap = welch_difference(data[kept]["feature_cosine_distance"], data[~kept]["feature_cosine_distance"])
+        parts.append(f"runs that keep information (AU >= 1 and MI above the noise floor: "
+                     f"{', '.join(sorted(set(data[kept]['label'])))}; {int(kept.sum())} runs) have mean cosine distance "
+                     f"{data[kept]['feature_cosine_distance'].mean():.3f}, collapsed runs ({int((~kept).sum())}) "
+                     f"{data[~kept]['feature_cosine_distance'].mean():.3f}; difference {describe(gap, 3)}"
+                     + (": dispersed features go with keeping information here" if gap.excludes_zero and gap.estimate > 0
+                        else ""))
+    else:
+        parts.append(f"{int(kept.sum())} of {len(data)} runs keep information: too few on one side for a comparison")
+    for dataset in sorted(data["dataset"].unique()):
+        rows = data[data["dataset"] == dataset]
+        pooled, last = (rows[rows["label"] == label]["feature_cosine_distance"] for label in (POOLING, BASELINE))
+        if len(pooled) and len(last):
+            gap = welch_difference(pooled, last)
+            parts.append(f"{dataset}: max pooling {pooled.mean():.3f} vs last state (vae) {last.mean():.3f}, "
+                         f"difference {describe(gap, 3)}"
+                         + (": pooling disperses the encoder features, as the paper's mechanism says"
+                            if gap.excludes_zero and gap.estimate > 0 else ""))
+    return (f"**RQ1 (dispersion and collapse; test: Welch's 95% interval over runs, {scale}).** " + "; ".join(parts)
+            + ".")
 
 
 def remedies(rows: pd.DataFrame) -> list[str]:
@@ -222,10 +252,18 @@ def scale_evidence(summary: pd.DataFrame, dataset: str) -> list[str]:
                          "run in this experiment, so scale and implementation are not told apart here")
         else:
             still = collapsed(get(longer, "kl"), get(longer, "mi"), get(longer, "au"))
+            seeds = int(((summary["dataset"] == dataset) & (summary["label"] == longer)).sum())
             parts.append(f"{label}: collapsed (KL {get(label, 'kl'):.2f}, MI {get(label, 'mi'):.2f}); with 3x the "
-                         f"training KL {get(longer, 'kl'):.2f}, MI {get(longer, 'mi'):.2f}, AU {get(longer, 'au'):.1f}: "
-                         + ("still collapsed, so longer training at this scale does not rescue it" if still
-                            else "it escapes collapse, so the short schedule, not the method, held it back"))
+                         f"training ({'one seed' if seeds == 1 else f'{seeds} seeds'}) KL {get(longer, 'kl'):.2f}, "
+                         f"MI {get(longer, 'mi'):.2f}, AU {get(longer, 'au'):.1f}: "
+                         + ("still collapsed" if still else "it escapes collapse")
+                         + (" (one seed: an indication, not a verdict)" if seeds == 1 else
+                            ", so longer training at this scale does not rescue it" if still
+                            else ", so the short schedule, not the method, held it back"))
+        refined = f"{label}{compare.REFINED_SUFFIX}"
+        if not math.isnan(get(refined, "kl")) and not collapsed(get(refined, "kl"), get(refined, "mi"), get(refined, "au")):
+            parts[-1] += (f"; but scored with its SVI-refined posterior it keeps information (MI {get(refined, 'mi'):.2f}, "
+                          f"AU {get(refined, 'au'):.1f}): the amortised encoder collapsed, the model did not")
     return [f"**Remedies that stayed collapsed ({dataset}).** " + "; ".join(parts) + "."]
 
 
@@ -251,25 +289,47 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str
                     f"{describe(mi)}: {verdict}, {scale}. The paper claims pooling prevents collapse.")
     best = next((l for l in PREVIOUS_BEST if not math.isnan(get(l, "nll"))), None)
     if best and not math.isnan(get(POOLING, "nll")):
-        ratio = get(POOLING, "train_hours") / get(best, "train_hours")
+        ratio, low, high = time_ratio(summary, dataset, POOLING, best)
+        faster = ("faster, as claimed" if high < 1 else "slower, unlike the claim" if low > 1 else
+                  "not distinguishably faster (one seed: no interval)" if math.isnan(low) else
+                  "not distinguishably faster or slower")
         nll = change(POOLING, best, "nll")
         verdict = ("pooling is worse than the previous best, unlike the paper's claim" if nll.excludes_zero
                    and nll.estimate > 0 else "pooling is better than the previous best" if nll.excludes_zero
                    else "the NLLs are not distinguishable (the paper claims they match)")
         text.append(f"**RQ3 ({dataset}).** Test NLL pooling {get(POOLING, 'nll'):.2f} vs {best} {get(best, 'nll'):.2f}; "
-                    f"pooling − {best} (nats) {describe(nll)}: {verdict}. Training time pooling / {best} = "
-                    f"{ratio:.2f}: pooling is {'faster, as claimed' if ratio < 1 else 'not faster, unlike the claim'}.")
+                    f"pooling − {best} (nats) {describe(nll)}: {verdict} (test: Welch's 95% interval over seeds). "
+                    f"Training time pooling / {best} = {ratio:.2f}"
+                    + ("" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]")
+                    + f": pooling is {faster} (test: Welch's interval on log training hours over seeds; the runs "
+                    "of one sweep share the machine, so their conditions are alike but not identical).")
     if not math.isnan(get(POOLING, "nll")) and not math.isnan(get(BASELINE, "nll")):
         nll = change(POOLING, BASELINE, "nll")
         without_latent = summary[(summary["dataset"] == dataset) & ~summary["uses_latent"].astype(bool)]
-        lm = get(without_latent["label"].iloc[0], "nll") if len(without_latent) else math.nan
-        lm_note = (f" The LSTM language model scores {lm:.2f}; a VAE that uses its latent should beat it."
-                   if not math.isnan(lm) else "")
+        lm_label = without_latent["label"].iloc[0] if len(without_latent) else None
+        lm_note = lm_comparison(summary, dataset, lm_label) if lm_label else ""
         verdict = ("a better log-likelihood from the simple change, as claimed" if nll.excludes_zero
                    and nll.estimate < 0 else "a worse log-likelihood, unlike the claim" if nll.excludes_zero
                    else "no distinguishable change")
-        text.append(f"**RQ4 ({dataset}).** Pooling − standard VAE test NLL (nats) {describe(nll)}: {verdict}.{lm_note}")
+        text.append(f"**RQ4 ({dataset}; test: Welch's 95% interval over seeds).** Pooling − standard VAE test NLL "
+                    f"(nats) {describe(nll)}: {verdict}.{lm_note}")
     return text
+
+
+def lm_comparison(summary: pd.DataFrame, dataset: str, lm_label: str) -> str:
+    """Whether any latent-variable model beats the language model on test NLL, said plainly."""
+    lm_rows = summary[(summary["dataset"] == dataset) & (summary["label"] == lm_label)]
+    rows = summary[(summary["dataset"] == dataset) & summary["uses_latent"].astype(bool)
+                   & summary["iw_sentences"].isin(set(lm_rows["iw_sentences"]))]  # scored on the LM's sentences
+    means = rows.groupby("label")["nll"].mean()
+    if not len(means):
+        return ""
+    best = str(means.idxmin())
+    gap = compare.difference(summary, dataset, best, lm_label, "nll") or Interval(math.nan, math.nan, math.nan, 0)
+    beaten = gap.excludes_zero and gap.estimate < 0
+    return (f" Against the LSTM language model ({mean_of(summary, dataset, lm_label, 'nll'):.2f}), the best latent "
+            f"model, {best}, differs by {describe(gap)}: "
+            + ("it beats the language model." if beaten else "no VAE here beats the language model."))
 
 
 def write_report(results: Path, profile: str | None, out: Path | None = None) -> Path:

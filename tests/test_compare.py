@@ -207,3 +207,27 @@ def test_caption_says_when_no_method_keeps_an_active_unit(tmp_path, capsys):
     write_record(root, "bn_vae", "d", 0, 100.0, 2.0, 1.0)  # au 2
     compare.main(["--datasets", "d", "--results", str(root)])
     assert "NO METHOD KEEPS" not in capsys.readouterr().out
+
+
+def test_published_only_latex_has_rows_and_a_bib_with_every_cited_key(tmp_path):
+    compare.main(["--datasets", "yahoo,yelp", "--published-only", "--format", "latex,csv", "--out", str(tmp_path),
+                  "--results", str(tmp_path / "none")])
+    tex = (tmp_path / "comparison.tex").read_text()
+    cited = set(re.findall(r"\\cite\{([^}]+)\}", tex))
+    assert len(re.findall(r"\\\\$", tex, flags=re.M)) >= 4 and cited  # rows, not an empty tabular
+    bib = (tmp_path / "comparison.bib").read_text()
+    assert cited == set(re.findall(r"@\w+\{([^,]+),", bib))
+    assert "bibtex" not in (tmp_path / "comparison.csv").read_text().splitlines()[0]
+
+
+def test_runs_scored_on_other_test_sentences_get_their_own_table(tmp_path, capsys):
+    root = tmp_path / "results"
+    for seed in (0, 1):
+        write_record(root, "vae", "d", seed, 40.0 + seed, 0.0, 1.0)
+        write_record(root, "beta", "d", seed, 41.0 + seed, 0.0, 1.0)
+    write_record(root, "beta_3x", "d", 0, 30.0, 2.0, 3.0, iw_sentences=200)  # a better NLL on other sentences
+    compare.main(["--datasets", "d", "--results", str(root), "--format", "md"])
+    first, second = capsys.readouterr().out.split("\nd: ")
+    assert "beta_3x" not in first and "**40.50 ± " in first  # the best NLL among runs on the same sentences
+    assert "| beta_3x " in second and "A separate table" in second
+    assert "(n=1)" not in second and "[" not in second.split("| beta_3x ")[1]  # nothing relative to the VAE

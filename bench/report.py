@@ -52,36 +52,44 @@ def load_runs(results: Path, profile: str | None) -> tuple[pd.DataFrame, list[di
 
 
 def curve_frame(found: list[dict]) -> pd.DataFrame:
-    rows = [{"label": r["label"], "dataset": r["dataset"], "seed": r["seed"], **row}
+    rows = [{"label": r["label"], "dataset": r["dataset"], "seed": r["seed"], "uses_latent": records.uses_latent(r), **row}
             for r in found for row in r["curves"]]
     return pd.DataFrame(rows)
 
 
-def color(index: int):
-    """Distinct colours for up to 20 methods (tab20)."""
-    return pyplot().get_cmap("tab20")(index % 20)
+def line_styles(labels) -> dict[str, dict]:
+    """One colour, line style and marker per method, the same in every figure (tab20 colours;
+    styles and markers cycle so that a line drawn over another stays visible)."""
+    cmap = pyplot().get_cmap("tab20")
+    return {label: {"color": cmap(index % 20), "linestyle": ("-", "--", ":", "-.")[index % 4],
+                    "marker": ".ox^sv"[index % 6]} for index, label in enumerate(sorted(set(labels)))}
 
 
-def plot_curves(curves: pd.DataFrame, dataset: str, out: Path) -> list[str]:
-    """KL, MI, AU and validation loss against epoch and against seconds, a line per method."""
+def plot_curves(curves: pd.DataFrame, dataset: str, out: Path, styles: dict[str, dict]) -> list[str]:
+    """KL, MI, AU and validation loss against epoch and against seconds, a line per method
+    (a model without a latent only in the loss panel; runs with 3x the training left out, so
+    that they do not stretch the axes: the report's scale paragraph has them)."""
     plt = pyplot()
     names = []
-    data = curves[curves["dataset"] == dataset]
+    data = curves[(curves["dataset"] == dataset) & ~curves["label"].str.endswith(LONGER_SUFFIX)]
     for x_column, x_label, suffix in (("epoch", "epoch", "epoch"), ("elapsed_seconds", "wall-clock seconds", "time")):
         figure, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(4.2 * len(CURVE_METRICS), 3.4))
         for axis, (metric, title) in zip(axes, CURVE_METRICS):
-            for index, (label, group) in enumerate(data.groupby("label", sort=True)):
+            for label, group in data.groupby("label", sort=True):
+                if metric != "valid_elbo_nll" and not group["uses_latent"].all():
+                    continue  # a language model has no KL, MI or AU to draw
                 by_epoch = group.groupby("epoch")
                 x = by_epoch[x_column].mean()
-                axis.plot(x, by_epoch[metric].mean(), label=label, color=color(index), marker=".")
+                axis.plot(x, by_epoch[metric].mean(), label=label, markersize=4, **styles[label])
                 if group["seed"].nunique() > 1:
                     axis.fill_between(x, by_epoch[metric].min(), by_epoch[metric].max(), alpha=0.15,
-                                      color=color(index))
+                                      color=styles[label]["color"])
             axis.set_xlabel(x_label)
             axis.set_title(title)
             axis.grid(alpha=0.3)
-        axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-        figure.suptitle(f"{dataset}: validation curves (mean over seeds; band = min..max)")
+        axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        seeds = int(data.groupby("label")["seed"].nunique().max()) if len(data) else 0
+        figure.suptitle(f"{dataset}: validation curves (mean over up to {seeds} seeds; band = min..max)")
         names.append(save(figure, out / f"curves_{dataset}_{suffix}"))
     return names
 
@@ -102,30 +110,32 @@ def plot_time(summary: pd.DataFrame, dataset: str, out: Path) -> str | None:
     return save(figure, out / f"time_{dataset}")
 
 
-def plot_dispersion(summary: pd.DataFrame, curves: pd.DataFrame, out: Path) -> str | None:
-    """RQ1: encoder feature dispersion against KL / MI / AU, and over training."""
+def plot_dispersion(summary: pd.DataFrame, curves: pd.DataFrame, out: Path, styles: dict[str, dict]) -> str | None:
+    """RQ1: encoder feature dispersion against test KL / MI / AU (one point per run), and over
+    training on the validation sentences."""
     data = summary.dropna(subset=["feature_cosine_distance"])
     if data.empty:
         return None
     plt = pyplot()
     figure, axes = plt.subplots(1, 4, figsize=(17, 3.6))
     for axis, (metric, title) in zip(axes[:3], (("kl", "test KL"), ("mi", "test MI"), ("au", "test AU"))):
-        for index, (label, group) in enumerate(data.groupby("label")):
-            axis.scatter(group["feature_cosine_distance"], group[metric], label=label, color=color(index), s=22)
+        for label, group in data.groupby("label"):
+            axis.scatter(group["feature_cosine_distance"], group[metric], label=label, color=styles[label]["color"],
+                         marker=styles[label]["marker"], s=26, alpha=0.8)
         axis.set_xlabel("h(x) mean pairwise cosine distance")
         axis.set_title(title)
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=6, loc="upper left", bbox_to_anchor=(-0.75, 1.0))
+    axes[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(-0.85, 1.0))
     axis = axes[3]
-    for index, label in enumerate(l for l in sorted(curves["label"].unique()) if l in (BASELINE, POOLING)
-                                  or l.startswith(POOLING)):
+    for label in (l for l in sorted(curves["label"].unique()) if l in (BASELINE, POOLING) or l.startswith(POOLING)):
         group = curves[curves["label"] == label].groupby("epoch")["valid_feature_cosine_distance"].mean()
-        axis.plot(group.index, group.values, label=label, color=color(index), marker=".")
+        axis.plot(group.index, group.values, label=label, **styles[label])
     axis.set_xlabel("epoch")
     axis.set_title("h(x) cosine distance over training\n(validation, mean over datasets)", fontsize=10)
     axis.legend(fontsize=7)
     axis.grid(alpha=0.3)
-    figure.suptitle("RQ1: encoder feature dispersion (validation sentences) and collapse")
+    figure.suptitle("RQ1: encoder feature dispersion and collapse (left three: test sentences, one point per run; "
+                    "right: validation sentences during training)")
     return save(figure, out / "dispersion")
 
 
@@ -351,16 +361,16 @@ def write_report(results: Path, profile: str | None, out: Path | None = None) ->
     measured = compare.aggregate(compare.load_records(results, sorted(summary["dataset"].unique()), profile))
     published = compare.load_published(sorted(summary["dataset"].unique()), include_unverified=False)
     lines += ["## Tables", ""]
-    for dataset in sorted(summary["dataset"].unique()):
-        rows = compare.dataset_rows(dataset, measured, published)
-        lines.append(compare.render_text(rows, compare.ALL_COLUMNS, "md", compare.caption_for(dataset, measured, profile)))
+    lines.append(compare.render("md", sorted(summary["dataset"].unique()), measured, published, profile,
+                                compare.ALL_COLUMNS, "compact"))
     lines += ["## Figures", ""]
-    name = plot_dispersion(summary, curves, figures)
+    styles = line_styles(curves["label"])
+    name = plot_dispersion(summary, curves, figures, styles)
     if name:
         lines += ["### RQ1: encoder feature dispersion", "", f"![dispersion](figures/{name})", ""]
     for dataset in sorted(summary["dataset"].unique()):
         lines += [f"### {dataset}", ""]
-        lines += [f"![curves](figures/{n})" for n in plot_curves(curves, dataset, figures)]
+        lines += [f"![curves](figures/{n})" for n in plot_curves(curves, dataset, figures, styles)]
         time_figure = plot_time(summary, dataset, figures)
         if time_figure:
             lines += ["", f"![time](figures/{time_figure})"]

@@ -38,16 +38,19 @@ def load_runs(results: Path, profile: str | None) -> tuple[pd.DataFrame, list[di
                          + "; run ./run_all.sh or python -m bench.sweep first")
     rows = []
     for r in found:
-        test, valid = r["metrics"]["test"], r["curves"][-1]
-        rows.append({"label": r["label"], "dataset": r["dataset"], "seed": r["seed"], "profile": r["profile"],
-                     "uses_latent": records.uses_latent(r), **{m.name: test[m.name] for m in TEST_METRICS},
-                     "iw_sentences": test.get("iw_sentences"), "mi_noise": records.mi_noise(r),
-                     "train_hours": r["timing"]["train_hours"],
-                     "hardware": records.hardware_label(r),
-                     "feature_variance": test.get("feature_variance"),
-                     "feature_cosine_distance": test.get("feature_cosine_distance"),
-                     "mu_variance": test.get("mu_variance"), "final_valid_kl": valid.get("valid_kl"),
-                     "nll_per_sentence": test.get("nll_per_sentence")})
+        valid = r["curves"][-1]
+        for suffix, key in (("", "test"), (compare.REFINED_SUFFIX, "test_refined")):  # as bench.compare
+            test = r["metrics"].get(key)
+            if test is None:
+                continue
+            rows.append({"label": r["label"] + suffix, "dataset": r["dataset"], "seed": r["seed"],
+                         "profile": r["profile"], "uses_latent": records.uses_latent(r),
+                         **{m.name: test[m.name] for m in TEST_METRICS}, "iw_sentences": test.get("iw_sentences"),
+                         "mi_noise": records.mi_noise(r, key), "train_hours": r["timing"]["train_hours"],
+                         "hardware": records.hardware_label(r), "feature_variance": test.get("feature_variance"),
+                         "feature_cosine_distance": test.get("feature_cosine_distance"),
+                         "mu_variance": test.get("mu_variance"), "final_valid_kl": valid.get("valid_kl"),
+                         "nll_per_sentence": test.get("nll_per_sentence")})
     return pd.DataFrame(rows), found
 
 
@@ -191,7 +194,8 @@ def rq1(summary: pd.DataFrame, scale: str) -> str:
     (mean pairwise cosine distance of h(x)) of runs that keep information against collapsed
     runs, and of max pooling against the last state (the VAE) at equal training."""
     data = summary.dropna(subset=["feature_cosine_distance"])
-    data = data[data["uses_latent"].astype(bool)]
+    # the encoder's own posterior only: a refined row's information is SVI's, not its encoder's
+    data = data[data["uses_latent"].astype(bool) & ~data["label"].str.contains(compare.REFINED_SUFFIX, regex=False)]
     if len(data) < 4:
         return "**RQ1.** Too few runs with dispersion measurements to say anything."
     kept = data.apply(keeps_information, axis=1)
@@ -294,7 +298,7 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str
                    else "neither collapsed" if not vae_collapsed and not pool_collapsed else
                    "the VAE kept its latent but pooling collapsed" if pool_collapsed else
                    "pooling kept more KL, but its MI gain over the VAE is not distinguishable at 95%")
-        text.append(f"**RQ2 ({dataset}).** VAE: KL {vae_kl:.2f}, MI {get(BASELINE, 'mi'):.2f}, AU {vae_au:.1f}; "
+        text.append(f"**RQ2 ({dataset}; test: Welch's 95% interval over seeds).** VAE: KL {vae_kl:.2f}, MI {get(BASELINE, 'mi'):.2f}, AU {vae_au:.1f}; "
                     f"max pooling: KL {pool_kl:.2f}, MI {get(POOLING, 'mi'):.2f}, AU {pool_au:.1f}; MI pooling − VAE "
                     f"{describe(mi)}: {verdict}, {scale}. The paper claims pooling prevents collapse.")
     best = next((l for l in PREVIOUS_BEST if not math.isnan(get(l, "nll"))), None)
@@ -364,7 +368,7 @@ def write_report(results: Path, profile: str | None, out: Path | None = None) ->
     lines.append(compare.render("md", sorted(summary["dataset"].unique()), measured, published, profile,
                                 compare.ALL_COLUMNS, "compact"))
     lines += ["## Figures", ""]
-    styles = line_styles(curves["label"])
+    styles = line_styles([*curves["label"], *summary["label"]])
     name = plot_dispersion(summary, curves, figures, styles)
     if name:
         lines += ["### RQ1: encoder feature dispersion", "", f"![dispersion](figures/{name})", ""]

@@ -20,7 +20,7 @@ def test_report_has_every_question_tables_and_figures(tmp_path, smoke_config):
         run(smoke_config(method), results, log=quiet)
     report = write_report(results, None)
     text = report.read_text()
-    for heading in ("RQ2 (synthetic)", "RQ3 (synthetic)", "RQ4 (synthetic; test: Welch", "REDUCED 'smoke' profile"):
+    for heading in ("RQ2 (synthetic; test: Welch", "RQ3 (synthetic)", "RQ4 (synthetic; test: Welch", "REDUCED 'smoke' profile"):
         assert heading in text, heading
     # the paragraphs carry the records' numbers, not boilerplate
     found = {r["label"]: r for r in (json.loads(p.read_text()) for p in results.rglob("record.json"))}

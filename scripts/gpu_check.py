@@ -56,10 +56,10 @@ def stage_plan(out: Path, smoke: bool, reference: Path | None, runs_root: Path) 
     profile, device = ("smoke", "cpu") if smoke else ("paper", "cuda")
     perf = [python, "-m", "bench.perf", "--profile", profile, "--device", device]
     stages = [
-        {"name": "perf", "limit": 40 if smoke else 130,
+        {"name": "perf", "limit": 40 if smoke else 120,
          "command": perf + ["--methods", "vae,pooling,aggressive,sa_vae", "--steps", "2" if smoke else "10", "--bf16",
                             "--iw-sentences", "4" if smoke else "32", "--json", str(out / "perf.json")]},
-        {"name": "packing", "limit": 40 if smoke else 80,
+        {"name": "packing", "limit": 40 if smoke else 100,
          "command": perf + ["--concurrent", "1,2" if smoke else "1,2,4,8", "--steps", "2" if smoke else "20",
                             "--json", str(out / "packing.json")]},
         {"name": "reference", "limit": 40 if smoke else 80, "skip": None if reference else
@@ -75,11 +75,11 @@ def stage_plan(out: Path, smoke: bool, reference: Path | None, runs_root: Path) 
         runs = {"vae": ["--method", "vae"], "pooling": ["--method", "pooling"], "aggressive": ["--method", "aggressive"]}
     else:
         dataset = ["--dataset", CARRIED_DATASET, "--profile", "paper", "--data-dir", str(CARRY / "data")]
-        budget = ["--set", "train.max_train_minutes=2"] + TRAINING_SHARED
+        budget = ["--set", "train.max_train_minutes=1.5"] + TRAINING_SHARED
         first_2k = ["--set", "data.max_train_sentences=2000"]
         runs = {"vae": ["--method", "vae"], "pooling_max": ["--method", "pooling"],
                 "vae_2k": ["--method", "vae"] + first_2k, "aggressive_2k": ["--method", "aggressive"] + first_2k}
-    stages.append({"name": "training", "limit": 60 if smoke else 170,
+    stages.append({"name": "training", "limit": 60 if smoke else 160,
                    "runs": {label: [python, "-m", "bench.train", "--device", device, "--quiet", *dataset, *budget,
                                     *arguments, "--out", str(runs_root / label)]
                             for label, arguments in runs.items()}, "runs_root": runs_root})

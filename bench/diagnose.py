@@ -58,6 +58,11 @@ def true_posterior_mean(model, x: torch.Tensor, limit: float = GRID_LIMIT, step:
     return torch.cat(means)
 
 
+# A correlation is shown only where both means spread more than this across sentences: on a
+# flat (collapsed) cloud it is the correlation of numerical noise.
+MEANINGFUL_SPREAD = 0.01
+
+
 def panel_statistics(true: list[float], encoder: list[float]) -> dict[str, float]:
     """Correlation and slope of encoder mean on true mean, and the spread (std) of each.
 
@@ -124,7 +129,7 @@ def lagging(methods: list[str], profile: str, overrides: dict, iterations: list[
                                      f"{f['true_spread']:.3f} KL {f['kl']:.2f} MI {f['mi']:.2f}" for f in frames))
     records.write_json_atomic(out / "lagging.json", {"profile": profile, "sample": sample, "seed": seed,
                                                      "overrides": overrides, "traces": traces})
-    plot_lagging(traces, out / "lagging")
+    plot_lagging(traces, out / "lagging", f"seed {seed}, {sample} training sentences, profile {profile}")
     return traces
 
 
@@ -140,7 +145,7 @@ def summary_lines(traces: dict) -> list[str]:
     return lines
 
 
-def plot_lagging(traces: dict, stem: Path) -> None:
+def plot_lagging(traces: dict, stem: Path, setting: str = "") -> None:
     """A panel per method (rows) and snapshot (columns): encoder mean against true mean."""
     plt = pyplot()
     columns = max(len(frames) for frames in traces.values())
@@ -161,14 +166,16 @@ def plot_lagging(traces: dict, stem: Path) -> None:
             axis.set_ylim(-limit, limit)
             if row == 0:
                 axis.set_title(f"iteration {frame['iteration']}", fontsize=9)
-            axis.text(0.03, 0.97, f"r={frame['correlation']:.2f}\nKL={frame['kl']:.2f}", transform=axis.transAxes,
-                      fontsize=7, va="top")
+            both_spread = min(frame["true_spread"], frame["encoder_spread"]) > MEANINGFUL_SPREAD
+            r = f"r={frame['correlation']:.2f}" if both_spread else "r: -- (a flat cloud)"
+            axis.text(0.03, 0.97, f"{r}\nKL={frame['kl']:.2f}", transform=axis.transAxes, fontsize=7, va="top")
             if column == 0:
                 axis.set_ylabel(f"{spec}\nencoder mean E_q[z|x]", fontsize=9)
             if row == len(traces) - 1:
                 axis.set_xlabel("true mean E_p[z|x]", fontsize=9)
-    figure.suptitle("Posterior mean space on synthetic data (He et al. 2019, Fig. 2): "
-                    "on the diagonal = encoder matches the model's posterior", fontsize=10)
+    figure.suptitle("Posterior mean space on synthetic data (He et al. 2019, Fig. 2): on the diagonal = encoder "
+                    f"matches the model's posterior\n{setting + '; ' if setting else ''}r only where both means "
+                    f"spread more than {MEANINGFUL_SPREAD}", fontsize=10)
     save(figure, stem)
 
 

@@ -63,7 +63,7 @@ def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return gaussian_kl_per_dim(mu, logvar).sum(dim=-1)
 
 
-def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> float:
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor) -> float:
     """Monte-Carlo estimate of I_q(x; z) on one batch (He et al. 2019, Eq. 4 and code).
 
         I_q = E_x E_{q(z|x)} [log q(z|x)] - E_x E_{q(z|x)} [log q(z)],
@@ -72,14 +72,14 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor
     with one z sample per sentence for the second term and the first term in closed form
     (minus the entropy of a diagonal Gaussian). The aggregate posterior makes the
     estimate depend on the batch: it is at most log B. Average over batches with
-    batch-size weights, as the reference does. ``eps`` fixes the standard-normal draws
-    (default: fresh ones); :func:`mi_noise_floor` gives the estimator's noise.
+    batch-size weights, as the reference does. :func:`mi_noise_floor` gives the estimator's
+    noise.
     """
     batch, dims = mu.shape
     if dims == 0:
         return 0.0
     neg_entropy = (-0.5 * dims * math.log(2 * math.pi) - 0.5 * (1 + logvar).sum(-1)).mean()
-    z = mu + (torch.randn_like(mu) if eps is None else eps) * (0.5 * logvar).exp()  # [B, nz]
+    z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # [B, nz]
     log_density = log_diagonal_normal(z.unsqueeze(1), mu.unsqueeze(0), logvar.unsqueeze(0))  # [B, B]
     log_aggregate = torch.logsumexp(log_density, dim=1) - math.log(batch)
     return float(neg_entropy - log_aggregate.mean())

@@ -92,12 +92,17 @@ class SequenceVAE(nn.Module):
         """U(-0.01, 0.01) for parameters, U(-0.1, 0.1) for embeddings (reference init); with
         ``model.encoder_init: pytorch`` the encoder keeps PyTorch's default initialisation."""
         if self.config.encoder_init == "pytorch" and self.latent_dim > 0:
-            for module in (self.encoder_embedding, self.encoder_lstm, self.to_posterior):
-                module.reset_parameters()
+            self.reset_encoder_to_pytorch_default()
             encoder_ids = {id(p) for p in self.encoder_parameters()}
             self._reference_init((n, p) for n, p in self.named_parameters() if id(p) not in encoder_ids)
         else:
             self._reference_init(self.named_parameters())
+
+    def reset_encoder_to_pytorch_default(self) -> None:
+        """The encoder's embedding, LSTM and layer to (mu, logvar) at PyTorch's default
+        initialisation (Zhu et al.'s BN-VAE code; ``model.encoder_init: pytorch``)."""
+        for module in (self.encoder_embedding, self.encoder_lstm, self.to_posterior):
+            module.reset_parameters()
 
     def reset_decoder(self) -> None:
         """Re-initialise the decoder as at construction (Li et al. 2019 reset it after pretraining)."""

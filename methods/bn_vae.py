@@ -54,5 +54,4 @@ class BNVAE(Method):
         return FixedScaleBatchNorm(latent_dim, self.settings.gamma)
 
     def initialise(self, model: nn.Module) -> None:
-        for module in (model.encoder_embedding, model.encoder_lstm, model.to_posterior):
-            module.reset_parameters()
+        model.reset_encoder_to_pytorch_default()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -55,6 +56,7 @@ def load_records(results: Path, datasets: list[str], profile: str | None) -> pd.
                          "profile": record["profile"], "seed": record["seed"],
                          **{m: test.get(m) for m in METRICS}, "mi_noise": records.mi_noise(record, key),
                          "train_hours": record["timing"]["train_hours"],
+                         "timing_condition": records.timing_condition(record),
                          "hardware": records.hardware_label(record), "iw_samples": test.get("iw_samples"),
                          "iw_sentences": test.get("iw_sentences"), "nll_per_sentence": test.get("nll_per_sentence")})
     return pd.DataFrame(rows)
@@ -76,6 +78,29 @@ def difference(frame: pd.DataFrame, dataset: str, label: str, reference: str, me
     return welch_difference(a[metric].astype(float), b[metric].astype(float))
 
 
+def time_ratio(frame: pd.DataFrame, dataset: str, label: str, reference: str) -> tuple[Interval | None, str]:
+    """Training time ``label`` / ``reference`` with its 95% interval, and the condition it holds
+    under (or why there is none).
+
+    The ratio of geometric means over seeds, with Welch's interval on log training hours,
+    exponentiated (NaN bounds with fewer than 2 seeds a side). Only between runs timed under
+    one recorded condition in which each run had its cores (:func:`bench.records.timing_condition`):
+    a time measured beside other work measures the other work too."""
+    a, b = runs_of(frame, dataset, label), runs_of(frame, dataset, reference)
+    if not len(a) or not len(b):
+        return None, "no runs"
+    conditions = pd.concat([a, b])["timing_condition"]
+    if conditions.isna().any():
+        return None, "timing conditions not recorded (records made before they were)"
+    if conditions.nunique() > 1:
+        return None, "timed under different conditions: " + "; ".join(sorted(conditions.unique()))
+    condition = conditions.iloc[0]
+    if condition.endswith("shared cores"):
+        return None, f"timed while other work shared the cores ({condition})"
+    gap = welch_difference(*(runs["train_hours"].astype(float).apply(math.log) for runs in (a, b)))
+    return Interval(math.exp(gap.estimate), math.exp(gap.low), math.exp(gap.high), gap.n), condition
+
+
 def same_test_sentences(runs: pd.DataFrame) -> bool:
     """Whether every run's IW NLL is a mean over the same test sentences (the first N of the
     test split in file order, so the same N means the same sentences)."""
@@ -91,7 +116,9 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         row = {"dataset": dataset, "label": label, "n": len(runs), "iw_sentences": runs["iw_sentences"].max(),
                "mi_noise": runs["mi_noise"].max(),
                "uses_latent": bool(runs["uses_latent"].all()),
-               "hardware": ", ".join(sorted(set(runs["hardware"])))}
+               "hardware": ", ".join(sorted(set(runs["hardware"]))),
+               "timing_condition": runs["timing_condition"].iloc[0]
+               if runs["timing_condition"].nunique(dropna=False) == 1 else None}
         for column in columns:
             values = runs[column].dropna().astype(float)
             interval = mean_interval(values) if len(values) else Interval(math.nan, math.nan, math.nan, 0)
@@ -104,16 +131,13 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
                         f"d_{metric}_high": change.high if change else math.nan})
         rows.append(row)
     table = pd.DataFrame(rows, columns=[
-        "dataset", "label", "n", "iw_sentences", "mi_noise", "uses_latent", "hardware",
+        "dataset", "label", "n", "iw_sentences", "mi_noise", "uses_latent", "hardware", "timing_condition",
         *[f"{c}_{s}" for c in columns for s in ("mean", "std", "low", "high")],
         *[f"d_{m}{s}" for m in DIFFERENCE_METRICS for s in ("", "_low", "_high")]])
-    ratios = []
-    for _, row in table.iterrows():
-        reference = table[(table["dataset"] == row["dataset"]) & (table["label"] == REFERENCE_LABEL)
-                          & (table["hardware"] == row["hardware"])]
-        ratios.append(row["train_hours_mean"] / reference["train_hours_mean"].iloc[0]
-                      if len(reference) and reference["train_hours_mean"].iloc[0] > 0 else math.nan)
-    table["time_ratio"] = ratios
+    ratios = [time_ratio(frame, dataset, label, REFERENCE_LABEL)[0] if label != REFERENCE_LABEL else None
+              for dataset, label in zip(table["dataset"], table["label"])]
+    for suffix, part in (("", "estimate"), ("_low", "low"), ("_high", "high")):
+        table[f"time_ratio{suffix}"] = [getattr(r, part) if r else math.nan for r in ratios]
     # the reference first, models without a latent next, then the methods by name
     order = [(d, l != REFERENCE_LABEL, bool(z), l) for d, l, z in zip(table["dataset"], table["label"],
                                                                       table["uses_latent"])]
@@ -169,23 +193,32 @@ def mean_cell(mean, low=math.nan, high=math.nan, digits=2, best=False) -> Cell:
     return Cell(f"{mean:.{digits}f}", detail, best)
 
 
-def difference_cell(row, metric: str) -> Cell:
-    """``+0.52`` and ``[+0.21, +0.83]``: the difference to the VAE and its 95% interval."""
-    digits = spec(metric).digits
-    estimate, low, high = row[f"d_{metric}"], row[f"d_{metric}_low"], row[f"d_{metric}_high"]
+def interval_cell(estimate, low, high, digits: int, sign: str = "+") -> Cell:
+    """``+0.52`` and ``[+0.21, +0.83]``: an estimate and its 95% interval, ``(n=1)`` without one."""
     if math.isnan(estimate):
         return EMPTY
-    detail = "(n=1)" if math.isnan(low) else f"[{low:+.{digits}f}, {high:+.{digits}f}]"
-    return Cell(f"{estimate:+.{digits}f}", detail)
+    detail = "(n=1)" if math.isnan(low) else f"[{low:{sign}.{digits}f}, {high:{sign}.{digits}f}]"
+    return Cell(f"{estimate:{sign}.{digits}f}", detail)
+
+
+def difference_cell(row, metric: str) -> Cell:
+    """The difference to the VAE and its 95% interval; '-' for a latent metric of a model without one."""
+    if spec(metric).latent_only and not row["uses_latent"]:
+        return MISSING
+    return interval_cell(row[f"d_{metric}"], row[f"d_{metric}_low"], row[f"d_{metric}_high"], spec(metric).digits)
 
 
 def best_values(measured: pd.DataFrame) -> dict[str, float]:
     """The best mean of each metric that has a direction: latent-only metrics among models with a
-    latent; NLL and PPL only among rows scored on the most common test set size."""
+    latent; NLL and PPL only among rows scored on the most common test set size; training time
+    only when every row was timed under one comparable condition (:func:`time_ratio`)."""
     best = {}
     usual = measured["iw_sentences"].mode()
     same_sentences = measured[measured["iw_sentences"] == usual.iloc[0]] if len(usual) else measured
-    for metric in (*TEST_METRICS, TRAIN_HOURS):
+    conditions = measured["timing_condition"]
+    comparable_times = (conditions.notna().all() and conditions.nunique() == 1
+                        and not str(conditions.iloc[0]).endswith("shared cores"))
+    for metric in (*TEST_METRICS, *([TRAIN_HOURS] if comparable_times else [])):
         if metric.better is None:
             continue
         rows = same_sentences if metric.name in ("nll", "ppl") else measured
@@ -206,7 +239,9 @@ def measured_cell(row, column: str, best: dict[str, float]) -> Cell:
     if column == "n":
         return Cell(str(int(row["n"])))
     if column == "time_ratio":
-        return mean_cell(row["time_ratio"])
+        if row["label"] == REFERENCE_LABEL:
+            return Cell("1.00")
+        return interval_cell(row["time_ratio"], row["time_ratio_low"], row["time_ratio_high"], 2, sign="")
     if column.startswith("d_"):
         return difference_cell(row, column[2:])
     metric = spec(column)
@@ -261,19 +296,25 @@ def render_text(rows, columns, style: str, caption: str) -> str:
 
 
 def latex_escape(text: str) -> str:
-    return (str(text).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&")
+    """Text for pdflatex: special characters escaped, ±, Δ and − as math, a minus sign (not a
+    hyphen) before a number, and opening quotes that TeX renders as opening ones."""
+    text = (str(text).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&")
             .replace("%", r"\%").replace("#", r"\#").replace("±", r"$\pm$").replace("−", "$-$")
             .replace("Δ", r"$\Delta$"))
+    text = re.sub(r"(?<![\w$.])-(?=\d)", "$-$", text)  # -0.31, [-1.2, ...]; not t-interval, 2-core
+    text = re.sub(r'"([^"]*)"', r"``\1''", text)
+    return re.sub(r"(?<!\w)'([^']+?)'(?!\w)", r"`\1'", text)  # 'cpu' -> `cpu'; the VAE's apostrophe stays
 
 
 def latex_cell(cell: Cell, layout: str) -> str:
-    """Compact: the detail as a smaller second line; wide: one line."""
+    """Compact: the detail as a smaller second line, under the value, which keeps the row's
+    baseline (a top-aligned tabular); wide: one line."""
     main, detail = latex_escape(cell.main), latex_escape(cell.detail)
     if not detail:
         return main
     if layout == "wide":
         return f"{main} {detail}"
-    return rf"\shortstack[r]{{{main}\\\scriptsize {detail}}}"
+    return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{main}\\\scriptsize {detail}\end{{tabular}}"
 
 
 def render_latex(rows, columns, caption: str, dataset: str, layout: str = "compact") -> str:
@@ -298,7 +339,9 @@ def render_latex(rows, columns, caption: str, dataset: str, layout: str = "compa
         column_format="l" + "r" * len(columns), hrules=True, convert_css=True, position="t",
         position_float="centering", environment="table*" if layout == "wide" else "table",
         caption=latex_escape(caption), label=f"tab:{dataset.replace('_', '-')}")
-    tex = tex.replace(r"\begin{tabular}", "\\small\n\\begin{tabular}", 1)
+    # wide: one-line cells across both columns of a two-column page, a size smaller to fit its width
+    size = "\\footnotesize\n\\setlength{\\tabcolsep}{4pt}" if layout == "wide" else "\\small"
+    tex = tex.replace(r"\begin{tabular}", f"{size}\n\\begin{{tabular}}", 1)
     measured = len([row for row in rows if row.source == "measured"])
     if 0 < measured < len(rows):  # a rule between measured and published rows
         lines = tex.splitlines()
@@ -327,7 +370,9 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> st
             f"values are mean ± half-width of the 95% t-interval over n seeds (no ± with one seed); Δ = difference "
             f"to the standard VAE with Welch's 95% interval over seeds (each seed's NLL a mean over the same test "
             f"sentences; no interval with one seed); an interval that excludes 0 is a difference distinguishable at 95%; "
-            f"time / VAE = training time relative to the VAE on the same hardware; best measured value emphasised; "
+            f"time / VAE = training time relative to the VAE (ratio of geometric means over seeds, Welch's 95% interval "
+            f"on log hours), only between runs timed under one recorded condition: same hardware and trials at once, "
+            f"each CPU run with at least {records.OWN_CORES_SHARE:.0%} of its cores' time ('-' otherwise); best measured value emphasised; "
             f"'-': not applicable (a language model has no latent) or not published." + floor + no_active_unit)
 
 
@@ -341,7 +386,7 @@ def render(style: str, datasets, measured, published, profile, columns, layout: 
     for dataset in datasets:
         for index, (sentences, group) in enumerate(test_set_groups(measured[measured["dataset"] == dataset])):
             if index > 0:  # nothing relative to the VAE of the first table
-                group = group.assign(**{c: math.nan for c in group.columns if c.startswith("d_") or c == "time_ratio"})
+                group = group.assign(**{c: math.nan for c in group.columns if c.startswith(("d_", "time_ratio"))})
             rows = dataset_rows(dataset, group, published if index == 0 else published.iloc[0:0], columns)
             if not rows:
                 parts.append(f"{dataset}: no measured runs and no published numbers\n")

@@ -10,8 +10,10 @@ reason first. The README's "What survives which fault" lists the guarantees and 
 
 from __future__ import annotations
 
+import math
 import os
 import platform
+import statistics
 import sys
 from datetime import datetime, timezone
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from bench import records, runlock
 from bench.config import RunConfig
 from bench.data import SYNTHETIC, Corpus, load_corpus
 from bench.errors import BenchError, Interrupted
-from bench.loop import Trainer, resolve_device
+from bench.loop import Trainer, cpu_share, resolve_device
 from bench.method import Method, build_method, method_settings
 from bench.metric_specs import summary_line
 
@@ -143,7 +145,7 @@ def new_record(config: RunConfig, trainer: Trainer, corpus: Corpus, identifier: 
             "dataset": config.dataset, "profile": config.profile, "seed": config.seed, "started_at": now(),
             "config": config.to_dict(), "method_settings": settings, "data": corpus.summary(),
             "parameters": parameters, "uses_latent": trainer.method.uses_latent, "code": records.code_version(),
-            "environment": records.environment(trainer.device), **(extra or {})}
+            "environment": records.environment(trainer.device), "concurrent_trials": 1, **(extra or {})}
 
 
 def finish(record: dict[str, Any], trainer: Trainer, stop_reason: str, log: Callable[[str], None]) -> None:
@@ -160,7 +162,10 @@ def finish(record: dict[str, Any], trainer: Trainer, stop_reason: str, log: Call
                  **({"test_refined": refined} if refined is not None else {})},
         timing={"train_seconds": trainer.train_seconds, "valid_eval_seconds": eval_before,
                 "test_eval_seconds": trainer.eval_seconds - eval_before,
-                "train_hours": trainer.train_seconds / 3600},
+                "train_hours": trainer.train_seconds / 3600,
+                # the conditions the time was measured under (records.timing_condition)
+                "train_cpu_share": cpu_share(trainer.train_cpu_seconds, trainer.train_seconds),
+                "load_per_core": statistics.fmean(row.get("load_per_core", math.nan) for row in trainer.curves)},
         curves=trainer.curves,
     )
     log(f"test: {summary_line(test)}  (IW K={test['iw_samples']}, {test['iw_sentences']} sentences)  "

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import os
 import random
 import sys
 import time
@@ -34,6 +35,18 @@ from bench.step import StepContext, check_finite
 
 FINITE_CHECK_EVERY = 50  # steps between checks of the running loss (each check waits for the device)
 PROGRESS_EVERY_S = 30.0  # without a terminal, a progress line inside an epoch this often
+
+
+def cpu_share(cpu_seconds: float, wall_seconds: float) -> float:
+    """CPU time this process got per second of wall-clock per torch thread: about 1 when a
+    CPU run had its cores to itself, lower when other work shared them (a timing condition:
+    training times are compared only between runs that had their cores, bench.compare)."""
+    return cpu_seconds / max(wall_seconds * torch.get_num_threads(), 1e-9)
+
+
+def load_per_core() -> float:
+    """The machine's 1-minute load average per logical core (everything running, not only us)."""
+    return os.getloadavg()[0] / (os.cpu_count() or 1)
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -106,6 +119,7 @@ class Trainer:
         self.not_improved = 0
         self.decays = 0
         self.train_seconds = 0.0
+        self.train_cpu_seconds = 0.0  # this process's CPU time while training (the run's load condition)
         self.eval_seconds = 0.0
         self.context = StepContext(
             self.model, method, config.train.lr, config.train.clip_grad_norm, clock=lambda: self.clock,
@@ -165,7 +179,7 @@ class Trainer:
         """
         self.model.train()
         totals: dict[str, Any] = {"loss": 0.0, "rec": 0.0, "kl": 0.0, "sentences": 0, "words": 0}
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         batches = self.train_data.shuffled(self.generator)
         bar = None
         if progress:
@@ -192,11 +206,13 @@ class Trainer:
                          f"{float(totals['loss']) / totals['sentences']:.2f} (KL {float(totals['kl']) / totals['sentences']:.2f}), "
                          f"{float(totals['words']) / elapsed:.0f} tok/s, about {elapsed * (total - index) / index / 60:.1f} min left")
         check_finite(totals["loss"], f"at epoch {self.epoch + 1}, by step {self.step}")
-        seconds = time.perf_counter() - started
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
         self.train_seconds += seconds
+        self.train_cpu_seconds += cpu_seconds
         n = max(1, totals["sentences"])
         return {"train_loss": float(totals["loss"]) / n, "train_rec": float(totals["rec"]) / n,
-                "train_kl": float(totals["kl"]) / n, "train_tokens_per_s": float(totals["words"]) / max(seconds, 1e-9)}
+                "train_kl": float(totals["kl"]) / n, "train_tokens_per_s": float(totals["words"]) / max(seconds, 1e-9),
+                "train_cpu_share": cpu_share(cpu_seconds, seconds), "load_per_core": load_per_core()}
 
     def end_of_epoch(self, valid: dict[str, float]) -> bool:
         """Reference learning-rate schedule (``text.py``); returns True when training should stop."""
@@ -254,7 +270,7 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------
     STATE_FIELDS = ("step", "epoch", "curves", "best_loss", "schedule_loss", "not_improved", "decays",
-                    "train_seconds", "eval_seconds")
+                    "train_seconds", "train_cpu_seconds", "eval_seconds")
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "best_state": self.best_state, "lr": self.lr,
@@ -268,5 +284,6 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.method.load_state_dict(state["method"])
         for key in self.STATE_FIELDS:
-            setattr(self, key, state[key])
+            # a checkpoint from before CPU time was measured: the run's CPU share stays unknown
+            setattr(self, key, state[key] if key != "train_cpu_seconds" else state.get(key, math.nan))
         self.context.set_learning_rate(state["lr"])

@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  python -m bench.perf --profile cpu\n"
                "  python -m bench.perf --profile paper --device cuda --methods vae,pooling,aggressive --bf16\n"
                "  python -m bench.perf --profile cpu --json new.json --baseline old.json\n"
-               "  python -m bench.perf --profile paper --device cuda --concurrent 1,2,4,8   # GPU packing\n")
+               "  python -m bench.perf --profile paper --device cuda --concurrent 1,2,4,8   # GPU packing\n"
+               "  python -m bench.perf --profile cpu --eval-share synthetic --versus eval.iw_max_sentences=200\n")
     parser.add_argument("--profile", default="cpu", metavar="NAME", help=f"{', '.join(available_profiles())}")
     parser.add_argument("--methods", default="vae", metavar="A,B", help="methods to time (default: vae)")
     parser.add_argument("--steps", type=int, default=20, metavar="N", help="timed training steps (default 20)")
@@ -173,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrent", metavar="1,2,4,8",
                         help="instead: throughput of N concurrent trials of the first method on one device "
                              "(how many trials to pack per GPU), total and per trial, with peak memory per trial")
+    parser.add_argument("--eval-share", metavar="DATASET",
+                        help="instead: evaluation's share of a run of the first method on DATASET's real data "
+                             "(synthetic, or a folder of --data-dir), projected from one timed epoch, validation "
+                             "and test pass; with --versus, without and with those settings side by side")
+    parser.add_argument("--versus", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="--eval-share: settings (e.g. smaller evaluation sets) timed beside those of --set")
+    parser.add_argument("--data-dir", metavar="DIR", help="datasets folder for --eval-share (default: $BENCH_DATA_DIR)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the measurements here")
     parser.add_argument("--baseline", type=Path, metavar="FILE", help="an earlier --json to compare with")
     return parser
@@ -223,6 +231,55 @@ def table_rows(measurements: dict[str, dict], baseline: Path | None, bf16: bool,
     return headers, rows
 
 
+def measure_eval_share(name: str, profile: str, dataset: str, overrides: dict, device: torch.device,
+                       data_dir: str | None) -> dict[str, float]:
+    """Seconds of one training epoch, one validation pass and the test pass (IW bound included)
+    of a fresh ``name`` run, and evaluation's share of a run of ``max_epochs`` epochs projected
+    from them: (E x validation + test) / (E x (epoch + validation) + test). Evaluation costs the
+    same for a trained model; a method whose epochs change cost (aggressive training's inner
+    loop stops) is projected from its first."""
+    from bench.data import load_corpus
+    config = build_run_config(name, dataset, profile, 0, overrides)
+    corpus = load_corpus(dataset, config.data, data_dir)
+    trainer = Trainer(config, build_method(name, config.methods), corpus, device, log=lambda m: None)
+    seconds = {}
+    for part, work in (("epoch_s", lambda: trainer.train_epoch(progress=False)), ("validation_s", trainer.validate),
+                       ("test_s", trainer.test)):
+        synchronize(device)
+        started = time.perf_counter()
+        work()
+        synchronize(device)
+        seconds[part] = time.perf_counter() - started
+    epochs = config.train.max_epochs
+    evaluation = epochs * seconds["validation_s"] + seconds["test_s"]
+    run = epochs * seconds["epoch_s"] + evaluation
+    return {**seconds, "epochs": epochs, "valid_sentences": len(corpus.splits["valid"]),
+            "test_sentences": len(corpus.splits["test"]), "iw_sentences": len(trainer.iw_test_data.order),
+            "iw_samples": config.eval.iw_samples, "projected_run_s": run, "eval_share": evaluation / run}
+
+
+def report_eval_share(args, device: torch.device, overrides: dict) -> None:
+    """``--eval-share``: evaluation's share with the profile and ``--set``, and with ``--versus`` added beside it."""
+    from bench.sweep import merge_settings
+    name = args.methods.split(",")[0].strip()
+    versus = merge_settings(overrides, parse_overrides(args.versus))
+    settings = {" ".join(args.overrides) or "profile": overrides,
+                **({"+ " + " ".join(args.versus): versus} if args.versus else {})}
+    rows = {label: measure_eval_share(name, args.profile, args.eval_share, given, device, args.data_dir)
+            for label, given in settings.items()}
+    print(f"evaluation share of a {name} run on {args.eval_share}, profile {args.profile} "
+          f"(one epoch, validation and test pass timed, {next(iter(rows.values()))['epochs']} epochs projected):")
+    print(tabulate([[label, f"{r['valid_sentences']}/{r['test_sentences']}", f"{r['iw_sentences']} x {r['iw_samples']}",
+                     f"{r['epoch_s']:.1f}", f"{r['validation_s']:.2f}", f"{r['test_s']:.1f}", f"{r['projected_run_s']:.0f}",
+                     f"{r['eval_share']:.0%}"] for label, r in rows.items()],
+                   headers=["setting", "valid/test sentences", "IW sentences x K", "epoch s", "validation s",
+                            "test s", "run s", "evaluation"], disable_numparse=True))
+    if args.json:
+        args.json.write_text(json.dumps({"profile": args.profile, "method": name, "dataset": args.eval_share,
+                                         "hardware": environment(device)["hardware"], "torch": torch.__version__,
+                                         "eval_share": rows}, indent=1))
+
+
 def report_packing(args, device: torch.device, overrides: dict) -> None:
     """``--concurrent``: print (and with ``--json`` save) the packing table."""
     try:
@@ -251,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
         make_output_dir(args.json.parent)  # a bad path fails before the measurements, not after
     if args.concurrent:
         report_packing(args, device, overrides)
+        return 0
+    if args.eval_share:
+        report_eval_share(args, device, overrides)
         return 0
     measurements = {}
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:

@@ -221,3 +221,23 @@ def hardware_label(record: dict[str, Any]) -> str:
     """Short name of the hardware a record ran on, e.g. 'NVIDIA H100' or 'CPU x2'."""
     hardware = record.get("environment", {}).get("hardware", {})
     return hardware.get("gpu") or f"CPU x{hardware.get('torch_threads', '?')}"
+
+
+OWN_CORES_SHARE = 0.85  # a CPU run that got at least this CPU share (per thread) had its cores
+
+
+def timing_condition(record: dict[str, Any]) -> str | None:
+    """The conditions a run's training time was measured under, as a label: hardware, trials
+    trained at once, and on a CPU whether the run had its cores (``train_cpu_share``, the
+    process's CPU time per wall-clock second per thread, at least ``OWN_CORES_SHARE``) or
+    shared them with other work. Training times are compared only between runs of one
+    condition that is not ``shared cores`` (bench.compare.time_ratio). None for records made
+    before the conditions were recorded."""
+    timing, hardware = record.get("timing", {}), hardware_label(record)
+    share = timing.get("train_cpu_share")
+    if share is None or (isinstance(share, float) and math.isnan(share)):
+        return None
+    at_once = f"{record.get('concurrent_trials', 1)} trial(s) at once"
+    if record.get("environment", {}).get("hardware", {}).get("gpu"):
+        return f"{hardware}, {at_once}"
+    return f"{hardware}, {at_once}, {'own cores' if share >= OWN_CORES_SHARE else 'shared cores'}"

@@ -26,6 +26,7 @@ from bench.stats import Interval, mean_interval, welch_difference
 CURVE_METRICS = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"),
                  ("valid_elbo_nll", "validation -ELBO (nats)"))
 POOLING, BASELINE, PREVIOUS_BEST = "pooling", "vae", ("aggressive+kl_anneal", "aggressive")
+POOLING_LABELS = (POOLING, "pooling_max")  # max pooling (the paper's method), as experiments label it
 COLLAPSED_KL = 0.1  # nats: KL or MI below this, with no active unit, counts as collapsed
 LONGER_SUFFIX = "_3x"  # a run label with this suffix: the same method with 3x the training (scale evidence)
 
@@ -47,6 +48,7 @@ def load_runs(results: Path, profile: str | None) -> tuple[pd.DataFrame, list[di
                          "profile": r["profile"], "uses_latent": records.uses_latent(r),
                          **{m.name: test[m.name] for m in TEST_METRICS}, "iw_sentences": test.get("iw_sentences"),
                          "mi_noise": records.mi_noise(r, key), "train_hours": r["timing"]["train_hours"],
+                         "timing_condition": records.timing_condition(r),
                          "hardware": records.hardware_label(r), "feature_variance": test.get("feature_variance"),
                          "feature_cosine_distance": test.get("feature_cosine_distance"),
                          "mu_variance": test.get("mu_variance"), "final_valid_kl": valid.get("valid_kl"),
@@ -98,17 +100,22 @@ def plot_curves(curves: pd.DataFrame, dataset: str, out: Path, styles: dict[str,
 
 
 def plot_time(summary: pd.DataFrame, dataset: str, out: Path) -> str | None:
+    """Each method's training time / the VAE's with its 95% interval, where comparable (compare.time_ratio)."""
     plt = pyplot()
-    table = summary[summary["dataset"] == dataset].groupby("label")["train_hours"].mean()
-    if BASELINE not in table or table[BASELINE] <= 0:
+    labels = [l for l in summary[summary["dataset"] == dataset]["label"].unique() if l != BASELINE]
+    ratios = {l: r for l in labels if (r := compare.time_ratio(summary, dataset, l, BASELINE)[0]) is not None}
+    if not ratios:
         return None
-    ratio = (table / table[BASELINE]).sort_values()
-    figure, axis = plt.subplots(figsize=(6, 0.35 * len(ratio) + 1.2))
-    axis.barh(ratio.index, ratio.values, color=["C3" if l == BASELINE else "C0" for l in ratio.index])
-    axis.axvline(1.0, color="0.3", linewidth=0.8)
-    for y, value in enumerate(ratio.values):
-        axis.text(value, y, f" {value:.2f}x", va="center", fontsize=8)
-    axis.set_xlabel("training time relative to the standard VAE (same hardware)")
+    ratios = dict(sorted(ratios.items(), key=lambda item: item[1].estimate))
+    figure, axis = plt.subplots(figsize=(6, 0.35 * len(ratios) + 1.2))
+    values = [r.estimate for r in ratios.values()]
+    errors = [[0 if math.isnan(r.low) else r.estimate - r.low for r in ratios.values()],
+              [0 if math.isnan(r.high) else r.high - r.estimate for r in ratios.values()]]
+    axis.barh(list(ratios), values, xerr=errors, color="C0", ecolor="0.2", capsize=3)
+    axis.axvline(1.0, color="C3", linewidth=0.8)
+    for y, value in enumerate(values):
+        axis.text(value, y, f" {value:.2f}x", va="bottom", fontsize=8)
+    axis.set_xlabel("training time / the standard VAE's (95% interval over seeds; runs timed alike only)")
     axis.set_title(f"{dataset}: training time (RQ3)")
     return save(figure, out / f"time_{dataset}")
 
@@ -157,15 +164,6 @@ def describe(interval, digits: int = 2) -> str:
     return f"{interval.estimate:+.{digits}f} [{interval.low:+.{digits}f}, {interval.high:+.{digits}f}], {verdict}"
 
 
-def time_ratio(summary: pd.DataFrame, dataset: str, a: str, b: str) -> tuple[float, float, float]:
-    """Training time ``a`` / ``b`` with a 95% interval: Welch's interval on log hours over seeds,
-    exponentiated (a ratio of geometric means); NaN bounds with fewer than 2 seeds a side."""
-    hours = [summary[(summary["dataset"] == dataset) & (summary["label"] == label)]["train_hours"].astype(float)
-             for label in (a, b)]
-    gap = welch_difference(*(h.apply(math.log) for h in hours))
-    return math.exp(gap.estimate), math.exp(gap.low), math.exp(gap.high)
-
-
 def collapsed(kl: float, mi: float, au: float) -> bool:
     """No active unit, and either no KL or no information in it (a method may force KL up: free bits)."""
     return au < 1 and min(kl, mi) < COLLAPSED_KL
@@ -212,7 +210,8 @@ def rq1(summary: pd.DataFrame, scale: str) -> str:
         parts.append(f"{int(kept.sum())} of {len(data)} runs keep information: too few on one side for a comparison")
     for dataset in sorted(data["dataset"].unique()):
         rows = data[data["dataset"] == dataset]
-        pooled, last = (rows[rows["label"] == label]["feature_cosine_distance"] for label in (POOLING, BASELINE))
+        pooled, last = (rows[rows["label"] == label]["feature_cosine_distance"]
+                        for label in (pooling_label(rows), BASELINE))
         if len(pooled) and len(last):
             gap = welch_difference(pooled, last)
             parts.append(f"{dataset}: max pooling {pooled.mean():.3f} vs last state (vae) {last.mean():.3f}, "
@@ -223,29 +222,50 @@ def rq1(summary: pd.DataFrame, scale: str) -> str:
             + ".")
 
 
+def pooling_label(rows: pd.DataFrame) -> str:
+    """The label of the max-pooling runs among ``rows`` (``pooling`` unless only ``pooling_max`` is there)."""
+    return next((label for label in POOLING_LABELS if label in set(rows["label"])), POOLING)
+
+
 def remedies(rows: pd.DataFrame) -> list[str]:
     """Labels of the runs that are collapse remedies: models with a latent, other than the VAE."""
     return [l for l in rows[rows["uses_latent"].astype(bool)]["label"].unique() if l != BASELINE]
 
 
+def mi_floor(rows: pd.DataFrame) -> float:
+    """Twice the largest MI noise floor among ``rows`` (0 where none was measured)."""
+    noise = rows["mi_noise"].max() if "mi_noise" in rows else math.nan
+    return 0.0 if math.isnan(noise) else 2 * float(noise)
+
+
+def separated_labels(rows: pd.DataFrame) -> tuple[list[str], list[str]] | None:
+    """Of the remedies among ``rows`` (one dataset, or one setting) with at least 2 seeds, those
+    that keep information the VAE does not (their 95% MI t-interval over seeds does not overlap
+    the VAE's and lies above the MI noise floor) and the others; None with fewer than 2 VAE seeds."""
+    mi = {label: mean_interval(group["mi"].astype(float)) for label, group in rows.groupby("label", sort=False)}
+    if BASELINE not in mi or mi[BASELINE].n < 2:
+        return None
+    others = [l for l in remedies(rows) if mi[l].n >= 2]
+    apart = [l for l in others if not mi[BASELINE].overlaps(mi[l]) and mi[l].low > mi_floor(rows)]
+    return apart, [l for l in others if l not in apart]
+
+
 def separated_from_vae(summary: pd.DataFrame, dataset: str) -> list[str]:
     """Which methods keep information the VAE does not: MI 95% intervals over seeds that do not overlap."""
     rows = summary[summary["dataset"] == dataset]
-    mi = {label: mean_interval(group["mi"].astype(float)) for label, group in rows.groupby("label", sort=False)}
-    au = lambda label: mean_of(summary, dataset, label, "au")  # noqa: E731
-    if BASELINE not in mi or mi[BASELINE].n < 2:
+    split = separated_labels(rows)
+    if split is None:
         return []
-    vae = mi[BASELINE]
-    noise = rows["mi_noise"].max() if "mi_noise" in rows else math.nan
-    floor = 0.0 if math.isnan(noise) else 2 * float(noise)
-    others = [l for l in remedies(rows) if mi[l].n >= 2]
-    apart = [l for l in others if not vae.overlaps(mi[l]) and mi[l].low > floor]  # and above the estimator's noise
-    shown = ", ".join(f"{l} (MI {mi[l].estimate:.2f} ± {mi[l].half_width:.2f}, AU {au(l):.1f})" for l in apart)
+    apart, rest = split
+    mi = lambda label: mean_interval(rows[rows["label"] == label]["mi"].astype(float))  # noqa: E731
+    au = lambda label: mean_of(summary, dataset, label, "au")  # noqa: E731
+    vae, floor = mi(BASELINE), mi_floor(rows)
+    shown = ", ".join(f"{l} (MI {mi(l).estimate:.2f} ± {mi(l).half_width:.2f}, AU {au(l):.1f})" for l in apart)
     return [f"**Separated from the VAE ({dataset}).** VAE MI {vae.estimate:.2f} [{vae.low:.2f}, {vae.high:.2f}], "
             f"AU {au(BASELINE):.1f}, KL {mean_of(summary, dataset, BASELINE, 'kl'):.2f}; MI noise floor ±{floor:.2f} "
             f"(twice the estimator's standard deviation for a model without information). Methods whose 95% MI "
             f"interval over seeds does not overlap the VAE's and lies above the noise floor: {shown or 'none'}; the "
-            f"others ({', '.join(l for l in others if l not in apart) or 'none'}) keep no information distinguishable "
+            f"others ({', '.join(rest) or 'none'}) keep no information distinguishable "
             "from the VAE's (test: non-overlapping 95% t-intervals over seeds)."]
 
 
@@ -287,11 +307,12 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str
     change = lambda a, b, metric: (compare.difference(summary, dataset, a, b, metric)  # noqa: E731
                                    or Interval(math.nan, math.nan, math.nan, 0))
     text = []
-    vae_kl, vae_au, pool_kl, pool_au = get(BASELINE, "kl"), get(BASELINE, "au"), get(POOLING, "kl"), get(POOLING, "au")
+    pooling = pooling_label(summary[summary["dataset"] == dataset])
+    vae_kl, vae_au, pool_kl, pool_au = get(BASELINE, "kl"), get(BASELINE, "au"), get(pooling, "kl"), get(pooling, "au")
     if not math.isnan(vae_kl) and not math.isnan(pool_kl):
-        mi = change(POOLING, BASELINE, "mi")
+        mi = change(pooling, BASELINE, "mi")
         vae_collapsed = collapsed(vae_kl, get(BASELINE, "mi"), vae_au)
-        pool_collapsed = collapsed(pool_kl, get(POOLING, "mi"), pool_au)
+        pool_collapsed = collapsed(pool_kl, get(pooling, "mi"), pool_au)
         verdict = ("pooling prevented collapse where the VAE collapsed" if vae_collapsed and not pool_collapsed
                    and mi.excludes_zero and mi.estimate > 0 else
                    "both collapsed: pooling did not prevent collapse here" if pool_collapsed and vae_collapsed
@@ -299,26 +320,30 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str
                    "the VAE kept its latent but pooling collapsed" if pool_collapsed else
                    "pooling kept more KL, but its MI gain over the VAE is not distinguishable at 95%")
         text.append(f"**RQ2 ({dataset}; test: Welch's 95% interval over seeds).** VAE: KL {vae_kl:.2f}, MI {get(BASELINE, 'mi'):.2f}, AU {vae_au:.1f}; "
-                    f"max pooling: KL {pool_kl:.2f}, MI {get(POOLING, 'mi'):.2f}, AU {pool_au:.1f}; MI pooling − VAE "
+                    f"max pooling: KL {pool_kl:.2f}, MI {get(pooling, 'mi'):.2f}, AU {pool_au:.1f}; MI pooling − VAE "
                     f"{describe(mi)}: {verdict}, {scale}. The paper claims pooling prevents collapse.")
     best = next((l for l in PREVIOUS_BEST if not math.isnan(get(l, "nll"))), None)
-    if best and not math.isnan(get(POOLING, "nll")):
-        ratio, low, high = time_ratio(summary, dataset, POOLING, best)
-        faster = ("faster, as claimed" if high < 1 else "slower, unlike the claim" if low > 1 else
-                  "not distinguishably faster (one seed: no interval)" if math.isnan(low) else
-                  "not distinguishably faster or slower")
-        nll = change(POOLING, best, "nll")
+    if best and not math.isnan(get(pooling, "nll")):
+        ratio, condition = compare.time_ratio(summary, dataset, pooling, best)
+        if ratio is None:
+            timing = f"Training times: no ratio, {condition}; no speed verdict."
+        else:
+            faster = ("faster, as claimed" if ratio.high < 1 else "slower, unlike the claim" if ratio.low > 1 else
+                      "not distinguishably faster (one seed: no interval)" if math.isnan(ratio.low) else
+                      "not distinguishably faster or slower")
+            timing = (f"Training time pooling / {best} = {ratio.estimate:.2f}"
+                      + ("" if math.isnan(ratio.low) else f" [{ratio.low:.2f}, {ratio.high:.2f}]")
+                      + f" ({condition}): pooling is {faster} (test: Welch's interval on log training hours over "
+                      "seeds, between runs timed under one condition).")
+        nll = change(pooling, best, "nll")
         verdict = ("pooling is worse than the previous best, unlike the paper's claim" if nll.excludes_zero
                    and nll.estimate > 0 else "pooling is better than the previous best" if nll.excludes_zero
                    else "the NLLs are not distinguishable (the paper claims they match)")
-        text.append(f"**RQ3 ({dataset}).** Test NLL pooling {get(POOLING, 'nll'):.2f} vs {best} {get(best, 'nll'):.2f}; "
+        text.append(f"**RQ3 ({dataset}).** Test NLL pooling {get(pooling, 'nll'):.2f} vs {best} {get(best, 'nll'):.2f}; "
                     f"pooling − {best} (nats) {describe(nll)}: {verdict} (test: Welch's 95% interval over seeds). "
-                    f"Training time pooling / {best} = {ratio:.2f}"
-                    + ("" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]")
-                    + f": pooling is {faster} (test: Welch's interval on log training hours over seeds; the runs "
-                    "of one sweep share the machine, so their conditions are alike but not identical).")
-    if not math.isnan(get(POOLING, "nll")) and not math.isnan(get(BASELINE, "nll")):
-        nll = change(POOLING, BASELINE, "nll")
+                    + timing)
+    if not math.isnan(get(pooling, "nll")) and not math.isnan(get(BASELINE, "nll")):
+        nll = change(pooling, BASELINE, "nll")
         without_latent = summary[(summary["dataset"] == dataset) & ~summary["uses_latent"].astype(bool)]
         lm_label = without_latent["label"].iloc[0] if len(without_latent) else None
         lm_note = lm_comparison(summary, dataset, lm_label) if lm_label else ""

@@ -145,7 +145,8 @@ def is_finished(path: Path) -> bool:
         return False
 
 
-def run_trial(params: dict, profile: str, results: str, data_dir: str | None, device: str) -> None:
+def run_trial(params: dict, profile: str, results: str, data_dir: str | None, device: str,
+              concurrent_trials: int = 1) -> None:
     """Ray Tune trainable: one bench.train run; reports each epoch and the outcome.
 
     The final report carries the whole record, so the driver can write it into its own
@@ -176,7 +177,8 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
             raise BenchError(f"node {node['hostname']} ({node['node_id'][:8]}) cannot read {Path(data_dir) / trial.dataset}; "
                              "mount the data directory on every node at the same path (README: cluster)")
         record = run(config, Path(results), data_dir, device, progress=False, log=lambda message: None,
-                     label=trial.label, on_epoch=report, extra={"ray_node": node})
+                     label=trial.label, on_epoch=report,
+                     extra={"ray_node": node, "concurrent_trials": concurrent_trials})
     except RunLocked as err:  # another process trains it: nothing to do here now
         tune.report({"status": "elsewhere", "holder": describe(err.owner)})
         return
@@ -282,11 +284,18 @@ def fit(trials: list[Trial], experiment: Experiment, results: Path, storage, dat
     """One Ray Tune run of ``trials``; returns each trial's outcome (finished, failed: ..., elsewhere)."""
     from ray import tune
 
+    import ray
+
     printer = ProgressPrinter(log, experiment.profile, results)
     trial_results, tune_storage = storage_layout(results, storage)
+    # trials trained at once while enough are pending (a record's timing condition)
+    cluster, wanted = ray.cluster_resources(), experiment.resources
+    slots = [int(cluster.get(kind, 0) // need) for kind, need in (("CPU", wanted.cpu), ("GPU", wanted.gpu)) if need]
+    concurrent = max(1, min([len(trials), *slots]))
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, profile=experiment.profile, results=str(trial_results),
-                             data_dir=data_dir, device=device if experiment.resources.gpu else "cpu"),
+                             data_dir=data_dir, device=device if experiment.resources.gpu else "cpu",
+                             concurrent_trials=concurrent),
         {"cpu": experiment.resources.cpu, "gpu": experiment.resources.gpu})
     tuner = tune.Tuner(
         trainable,
@@ -332,7 +341,8 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
         import ray
 
         attached = bool(address or os.environ.get("RAY_ADDRESS"))
-        ray.init(address=address, include_dashboard=False, log_to_driver=verbose,
+        # not attached: a Ray of its own ("local"), even where `ray start` runs a cluster on this machine
+        ray.init(address=address if attached else "local", include_dashboard=False, log_to_driver=verbose,
                  logging_level=logging.INFO if verbose else logging.ERROR,
                  **({} if attached else {"num_cpus": cpus or os.cpu_count()}))
         try:

@@ -13,7 +13,7 @@ from bench.errors import BenchError
 
 
 def write_record(results, label, dataset, seed, nll, kl, hours, profile="cpu", status="finished", gpu=None,
-                 per_sentence=None, iw_sentences=2000):
+                 per_sentence=None, iw_sentences=2000, cpu_share=1.0, concurrent_trials=2):
     folder = results / profile / dataset / label / f"seed{seed}-{abs(hash((label, seed))) % 10**6:06d}"
     folder.mkdir(parents=True)
     if per_sentence is not None:  # a run's NLL is the mean over the sentences it scored
@@ -23,7 +23,8 @@ def write_record(results, label, dataset, seed, nll, kl, hours, profile="cpu", s
               "metrics": {"test": {"nll": nll, "kl": kl, "mi": kl / 2, "au": int(kl), "ppl": math.exp(nll / 50),
                                    "iw_samples": 100, "iw_sentences": iw_sentences,
                                    "nll_per_sentence": per_sentence}},
-              "timing": {"train_hours": hours}}
+              "timing": {"train_hours": hours, **({} if cpu_share is None else {"train_cpu_share": cpu_share})},
+              "concurrent_trials": concurrent_trials}
     (folder / "record.json").write_text(json.dumps(record))
 
 
@@ -44,8 +45,10 @@ def test_aggregation_mean_std_n_and_time_ratio(results):
     assert table.loc["vae", "nll_mean"] == 331.0 and table.loc["vae", "nll_std"] == pytest.approx(math.sqrt(2))
     assert table.loc["pooling", "kl_mean"] == 10.0 and table.loc["pooling", "kl_std"] == pytest.approx(2.0)
     assert table.loc["pooling", "n"] == 3 and "aggressive" not in table.index
-    assert table.loc["pooling", "time_ratio"] == pytest.approx(1.0)  # 2 h against the VAE's mean of 2 h
-    assert table.loc["vae", "time_ratio"] == 1.0
+    # geometric means: 2 h against the VAE's sqrt(1 h x 3 h); Welch on log hours, df = 1 (pooling has no spread)
+    assert table.loc["pooling", "time_ratio"] == pytest.approx(2 / math.sqrt(3))
+    half = 12.706205 * math.log(3) / 2  # t_{1, .975} x sd(log 1, log 3) / sqrt(2), sd = log 3 / sqrt(2)
+    assert table.loc["pooling", "time_ratio_high"] == pytest.approx(2 / math.sqrt(3) * math.exp(half))
     # 95% t-interval over seeds: 326 +- t_{2, .975} * 1 / sqrt(3)
     assert table.loc["pooling", "nll_high"] - 326.0 == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
     # difference to the VAE without per-sentence values: Welch (-5 nats)
@@ -65,6 +68,29 @@ def test_nll_difference_is_over_seeds_and_paired_by_sentence(tmp_path):
     half = 2.776445 * math.sqrt(2 * 0.01 / 3)  # Welch on the per-seed means: s = 0.1 a side, df = 4
     assert table.loc["better", "d_nll"] == pytest.approx(-0.5)
     assert (low, high) == (pytest.approx(-0.5 - half), pytest.approx(-0.5 + half))  # the 70-nat spread cancels
+
+
+def test_time_ratios_only_between_runs_timed_alike(tmp_path):
+    """A ratio needs recorded conditions, one condition on both sides, and cores the runs had to themselves."""
+    root = tmp_path / "results"
+    for seed in (0, 1):
+        write_record(root, "vae", "d", seed, 40.0, 0.0, 1.0 + seed)
+        write_record(root, "alike", "d", seed, 40.0, 0.0, 2.0 + seed)
+        write_record(root, "beside_other_work", "d", seed, 40.0, 0.0, 2.0, cpu_share=0.5 + 0.5 * seed)
+        write_record(root, "packed", "d", seed, 40.0, 0.0, 2.0, concurrent_trials=4)
+        write_record(root, "unrecorded", "d", seed, 40.0, 0.0, 2.0, cpu_share=None)
+    frame = compare.load_records(root, ["d"], None)
+    ratio, condition = compare.time_ratio(frame, "d", "alike", "vae")
+    assert ratio.estimate == pytest.approx(math.sqrt(6) / math.sqrt(2)) and condition == "CPU x1, 2 trial(s) at once, own cores"
+    for label, reason in (("beside_other_work", "different conditions"), ("packed", "different conditions"),
+                          ("unrecorded", "not recorded")):
+        ratio, why = compare.time_ratio(frame, "d", label, "vae")
+        assert ratio is None and reason in why, (label, why)
+    table = compare.aggregate(frame).set_index("label")
+    assert math.isnan(table.loc["packed", "time_ratio"]) and not math.isnan(table.loc["alike", "time_ratio"])
+    shared = frame.assign(timing_condition="CPU x1, 2 trial(s) at once, shared cores")
+    assert "shared the cores" in compare.time_ratio(shared, "d", "alike", "vae")[1]
+    assert "train_hours" not in compare.best_values(table.reset_index())  # mixed conditions: no fastest row
 
 
 def test_one_seed_or_different_test_sentences_give_no_interval(tmp_path, capsys):
@@ -93,6 +119,7 @@ def test_published_rows_and_differences_are_labelled(results, capsys):
 
 
 ARTICLE_TEXT_WIDTH_PT = 345.0  # \textwidth of a plain 10pt article
+STACKED = r"\begin{tabular}[t]{@{}r@{}}"  # a compact cell: the value, its interval under it
 
 
 def estimated_table_width_pt(tex: str) -> float:
@@ -125,8 +152,8 @@ def estimated_table_width_pt(tex: str) -> float:
         for index, cell in enumerate(line[:-2].split(" & ")):
             bold = 1.15 if r"\bfseries" in cell else 1.0
             cell = cell.replace(r"\bfseries ", "").strip()
-            if cell.startswith(r"\shortstack[r]{"):
-                main, detail = cell[len(r"\shortstack[r]{"):-1].split(r"\\\scriptsize ")
+            if cell.startswith(STACKED):
+                main, detail = cell[len(STACKED):-len(r"\end{tabular}")].split(r"\\\scriptsize ")
                 size = max(width(main, 9), width(detail, 7))
             else:
                 size = width(cell, 9)
@@ -139,17 +166,18 @@ def test_latex_is_booktabs_and_balanced(results, tmp_path):
     tex = (tmp_path / "t" / "comparison.tex").read_text()
     assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
     assert r"\toprule" in tex and r"\bottomrule" in tex and tex.count(r"\midrule") == 2  # and before published
-    assert r"\bfseries \shortstack[r]{326.00\\\scriptsize $\pm$ 2.48}" in tex  # best value bold, interval below
+    assert rf"\bfseries {STACKED}326.00\\\scriptsize $\pm$ 2.48\end{{tabular}}" in tex  # best bold, interval below
     columns = tex.split(r"\begin{tabular}{")[1].split("}")[0]
     for line in tex.splitlines():
-        if line.endswith(r"\\") and r"\shortstack" not in line:
+        if line.endswith(r"\\") and STACKED not in line:
             assert line.count(" & ") == len(columns) - 1, line  # every row fills every column
     assert "_" not in tex.replace(r"\_", "") and "Δ" not in tex and "±" not in tex  # escaped for pdflatex
 
 
 def test_default_latex_fits_a_plain_article(results, tmp_path):
     r"""The default (compact) table fits \textwidth: compiled without an overfull box when pdflatex is
-    present, and by a conservative width estimate always; the full-width layout would not."""
+    present, and by a conservative width estimate always; the wide layout with every column would
+    not. The wide layout of the default columns fits both columns of a two-column article."""
     compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "latex", "--out", str(tmp_path)])
     tex = (tmp_path / "comparison.tex").read_text()
     assert estimated_table_width_pt(tex) < ARTICLE_TEXT_WIDTH_PT
@@ -159,13 +187,16 @@ def test_default_latex_fits_a_plain_article(results, tmp_path):
     assert r"\begin{table*}" in wide and estimated_table_width_pt(wide) > ARTICLE_TEXT_WIDTH_PT  # the estimate can fail
     if not shutil.which("pdflatex"):
         pytest.skip("pdflatex not installed: checked by the width estimate only")
-    document = tmp_path / "doc.tex"
-    document.write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n\\input{comparison}\n"
-                        "\\end{document}\n")
-    build = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, build.stdout[-2000:]
-    assert "Overfull \\hbox" not in (tmp_path / "doc.log").read_text()
+    compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "latex", "--out",
+                  str(tmp_path / "w2"), "--layout", "wide"])  # the default columns, one line each
+    for options, folder in (("", tmp_path), ("twocolumn", tmp_path / "w2")):  # compact in a column, wide across
+        document = folder / "doc.tex"
+        document.write_text(f"\\documentclass[{options}]{{article}}\\usepackage{{booktabs}}\\begin{{document}}\n"
+                            "\\input{comparison}\n\\end{document}\n")
+        build = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name], cwd=folder,
+                               capture_output=True, text=True, timeout=120)
+        assert build.returncode == 0, build.stdout[-2000:]
+        assert "Overfull \\hbox" not in (folder / "doc.log").read_text(), options
 
 
 def test_latex_with_a_method_published_twice(results, tmp_path):

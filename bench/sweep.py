@@ -145,6 +145,25 @@ def is_finished(path: Path) -> bool:
         return False
 
 
+def adopt_finished_twin(path: Path, label: str, results: Path, log) -> bool:
+    """Reuse the record of a run of the same configuration that finished under another label in
+    this results folder (the run id, ``seed<N>-<id>``, hashes the whole configuration; a label
+    is a name): e.g. a scale axis's base point, already run by the real-text table. The record
+    is copied here under ``label`` with ``adopted_from`` naming the original, so a run is
+    trained once however many experiments name it. Returns whether there was one."""
+    for twin in sorted(path.parent.parent.parent.glob(f"*/{path.parent.name}/{records.RECORD_NAME}")):
+        if twin != path and is_finished(twin):
+            record = records.load_record(twin)
+            origin = str(twin.parent.relative_to(results))
+            record.update(label=label, adopted_from=record.get("adopted_from", origin))
+            records.make_output_dir(path.parent)
+            records.write_json_atomic(path, record)
+            log(f"{label}/{record['dataset']}/seed{record['seed']}: the same configuration finished as {origin}; "
+                "its record is reused, not trained again")
+            return True
+    return False
+
+
 def run_trial(params: dict, profile: str, results: str, data_dir: str | None, device: str,
               concurrent_trials: int = 1) -> None:
     """Ray Tune trainable: one bench.train run; reports each epoch and the outcome.
@@ -329,9 +348,19 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
     started = time.perf_counter()
     results = Path(results).resolve()
     trials = expand(experiment, only_datasets, only_seeds)
-    pending = [t for t in trials if not is_finished(record_path(t, experiment.profile, results))]
+    pending, reused = [], 0
+    for trial in trials:
+        path = record_path(trial, experiment.profile, results)
+        if is_finished(path):
+            continue
+        if adopt_finished_twin(path, trial.label, results, log):
+            reused += 1
+            continue
+        pending.append(trial)
     skipped = len(trials) - len(pending)
-    log(f"{len(trials)} runs ({experiment.profile} profile): {skipped} already finished, {len(pending)} to run")
+    log(f"{len(trials)} runs ({experiment.profile} profile): {skipped} already finished"
+        + (f" ({reused} of them reused from runs of the same configuration)" if reused else "")
+        + f", {len(pending)} to run")
     outcomes: dict[str, str] = {}
     if pending:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # quiet: no status tables on stdout
@@ -360,8 +389,10 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
     by_others = sum(why == "elsewhere" for why in outcomes.values())
     summary = {"runs": len(trials), "skipped": skipped, "finished": finished, "failed": len(pending) - finished,
                "failures": failed, "finished_elsewhere": by_others, "wall_clock_s": time.perf_counter() - started}
-    log(f"summary: {finished} finished ({by_others} of them by another process), {summary['failed']} failed, "
-        f"{skipped} skipped (already finished); "
+    not_run = summary["failed"] - len(failed)  # stopped (Ctrl-C) before they ran or finished
+    log(f"summary: {finished} finished ({by_others} of them by another process), {len(failed)} failed, "
+        + (f"{not_run} not finished (stopped; run the same command again to continue), " if not_run else "")
+        + f"{skipped} skipped (already finished); "
         f"wall-clock {summary['wall_clock_s'] / 60:.1f} min; records under {results / experiment.profile}")
     for name, why in failed.items():
         log(f"  {name}: {why}")

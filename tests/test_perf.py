@@ -19,3 +19,16 @@ def test_perf_reports_methods_and_ratios(tmp_path, capsys):
     assert bf16["iw_bf16_sentences_per_s"] > 0 and bf16["iw_bf16_max_nll_change"] >= 0 and "bf16 IW speed" in text
     assert bf16["train_bf16_tokens_per_s"] > 0 and "of matmul rate" in text
     assert json.loads(again.read_text())["matmul_gflop_per_s"] > 0
+
+
+def test_eval_share_times_both_settings_on_the_real_data(tmp_path, capsys):
+    out = tmp_path / "share.json"
+    perf.main(["--profile", "smoke", "--eval-share", "synthetic", "--set", "data.synthetic_length=6",
+               "--versus", "eval.iw_max_sentences=4", "--json", str(out)])
+    rows = json.loads(out.read_text())["eval_share"]
+    plain, smaller = rows["data.synthetic_length=6"], rows["+ eval.iw_max_sentences=4"]
+    assert smaller["iw_sentences"] == 4 < plain["iw_sentences"]  # --versus adds to --set, --set applies to both
+    for row in (plain, smaller):
+        evaluation = row["epochs"] * row["validation_s"] + row["test_s"]
+        assert row["eval_share"] == evaluation / (row["epochs"] * row["epoch_s"] + evaluation)
+    assert "evaluation share of a vae run on synthetic" in capsys.readouterr().out

@@ -102,3 +102,22 @@ def test_points_repeat_every_run_at_each_point_of_an_axis(tmp_path):
     bad = write_experiment(tmp_path, "[vae]", extra="points: {a@b: {data: {synthetic_length: 8}}}\n")
     with pytest.raises(BenchError, match="may not contain '@'"):
         load_experiment(bad)
+
+
+def test_a_finished_run_of_the_same_configuration_is_reused_not_trained_again(tmp_path, smoke_config):
+    """An axis's base point that another experiment already ran: copied under the new label."""
+    from bench.lifecycle import run
+    from bench.sweep import sweep
+    results = tmp_path / "results"
+    run(smoke_config("vae", train={"max_epochs": 2}), results, log=lambda message: None)  # the table's, label "vae"
+    path = write_experiment(tmp_path, "[vae]", extra="points: {base: {}}\n", seeds="[0]")
+    experiment = load_experiment(path)
+    (trial,) = expand(experiment)
+    config_path = record_path(trial, "smoke", results)
+    lines = []
+    summary = sweep(experiment, results, log=lines.append)  # nothing to train: Ray is never started
+    adopted = records.load_record(config_path)
+    original = records.load_record(next(results.glob("smoke/synthetic/vae/*/record.json")))
+    assert summary["skipped"] == 1 and "1 already finished (1 of them reused" in lines[1] and "0 to run" in lines[1]
+    assert adopted["label"] == "vae@base" and adopted["adopted_from"] == "smoke/synthetic/vae/" + config_path.parent.name
+    assert adopted["metrics"] == original["metrics"] and any("reused, not trained again" in l for l in lines)

@@ -414,6 +414,10 @@ def write_report(results: Path, profile: str | None, out: Path | None = None) ->
                   "E_q[z|x] on the model's true posterior mean E_p[z|x], the spread (std) of each, and KL and MI on "
                   "those sentences. Tracking the posterior = correlation near 1; collapsed = encoder spread near 0.",
                   "", *summary_lines(lagging["traces"]), ""]
+    if (out / "SCALE.md").is_file():  # bench.scale's section: where each remedy starts to work, per axis
+        lines += ["## Scale study", "", "Per axis (sentence length, training data, model width, encoder "
+                  "initialisation): where each remedy and pooling start to separate from the VAE, with the research "
+                  "questions answered at every point: [SCALE.md](SCALE.md), made by `python -m bench.scale`.", ""]
     report = out / "REPORT.md"
     report.write_text("\n".join(lines))
     return report

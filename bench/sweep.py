@@ -301,9 +301,8 @@ def storage_layout(results: Path, storage: str | None) -> tuple[Path, str]:
 def fit(trials: list[Trial], experiment: Experiment, results: Path, storage, data_dir, device, verbose,
         log) -> dict[str, str]:
     """One Ray Tune run of ``trials``; returns each trial's outcome (finished, failed: ..., elsewhere)."""
-    from ray import tune
-
     import ray
+    from ray import tune
 
     printer = ProgressPrinter(log, experiment.profile, results)
     trial_results, tune_storage = storage_layout(results, storage)

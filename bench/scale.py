@@ -116,7 +116,10 @@ def separation_lines(study: pd.DataFrame, experiment: Experiment) -> list[str]:
         apart = [p for p, v in by_point.items() if v == "separates"]
         tried = ", ".join(f"{p}: {v}" for p, v in by_point.items())
         tested = [p for p, v in by_point.items() if v in ("separates", "does not")]
-        first = (f"first separates at {apart[0]}" if apart else
+        order = list(experiment.points)
+        untested = [p for p in order[:order.index(apart[0])] if p not in tested] if apart else []
+        first = (f"separates at {apart[0]}; the points before it ({', '.join(untested)}) not tested yet" if untested
+                 else f"first separates at {apart[0]}" if apart else
                  f"separates at no point tested (the largest tested: {tested[-1]})" if tested else
                  "not testable yet (fewer than 2 seeds a side at every point)")
         pooling = " (max pooling, the paper's method)" if label in report.POOLING_LABELS else ""

@@ -341,9 +341,9 @@ def wait_until_free(trials: list[Trial], profile: str, results: Path, log, poll_
 
 def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, address: str | None = None,
           storage: str | None = None, device: str = "auto", only_datasets=None, only_seeds=None,
-          verbose: bool = False, log=print, cpus: int | None = None) -> dict[str, Any]:
+          verbose: bool = False, log=print, cpus: int | None = None, plan: bool = False) -> dict[str, Any]:
     """Run every unfinished trial of ``experiment``; returns a summary. ``cpus`` caps the
-    CPUs of a local Ray (default: all of this machine's)."""
+    CPUs of a local Ray (default: all of this machine's); ``plan``: list them, train nothing."""
     started = time.perf_counter()
     results = Path(results).resolve()
     trials = expand(experiment, only_datasets, only_seeds)
@@ -360,6 +360,10 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
     log(f"{len(trials)} runs ({experiment.profile} profile): {skipped} already finished"
         + (f" ({reused} of them reused from runs of the same configuration)" if reused else "")
         + f", {len(pending)} to run")
+    if plan:
+        for trial in pending:
+            log(f"  to run: {trial.name}")
+        return {"runs": len(trials), "skipped": skipped, "finished": 0, "failed": 0, "to_run": len(pending)}
     outcomes: dict[str, str] = {}
     if pending:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # quiet: no status tables on stdout
@@ -420,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=int, metavar="N",
                         help="CPUs a local Ray may use (default: all); e.g. 1 to keep a core free")
     parser.add_argument("--verbose", action="store_true", help="show Ray's own logs and status tables")
+    parser.add_argument("--plan", action="store_true",
+                        help="list the runs still to train (after reusing finished runs of the same configuration "
+                             "under other labels) and exit without training")
     args = parser.parse_args(argv)
     if args.cpus is not None and (args.cpus < 1 or args.address or os.environ.get("RAY_ADDRESS")):
         raise BenchError("--cpus must be >= 1 and applies to a local Ray only (not with --address)")
@@ -445,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             load_corpus(dataset, trial_config(expand(experiment)[0], experiment.profile).data, data_dir)
     summary = sweep(experiment, args.results, data_dir and str(Path(data_dir).resolve()), args.address,
                     args.storage, args.device, datasets, seeds, args.verbose,
-                    log=lambda message: print(message, flush=True), cpus=args.cpus)
+                    log=lambda message: print(message, flush=True), cpus=args.cpus, plan=args.plan)
     return 1 if summary["failed"] else 0
 
 

@@ -110,14 +110,15 @@ def test_a_finished_run_of_the_same_configuration_is_reused_not_trained_again(tm
     from bench.sweep import sweep
     results = tmp_path / "results"
     run(smoke_config("vae", train={"max_epochs": 2}), results, log=lambda message: None)  # the table's, label "vae"
-    path = write_experiment(tmp_path, "[vae]", extra="points: {base: {}}\n", seeds="[0]")
+    path = write_experiment(tmp_path, "[vae]", extra="points: {base: {}}\n", seeds="[0, 1]")
     experiment = load_experiment(path)
-    (trial,) = expand(experiment)
+    trial, _ = expand(experiment)
     config_path = record_path(trial, "smoke", results)
     lines = []
-    summary = sweep(experiment, results, log=lines.append)  # nothing to train: Ray is never started
+    summary = sweep(experiment, results, log=lines.append, plan=True)  # reuses, trains nothing
     adopted = records.load_record(config_path)
     original = records.load_record(next(results.glob("smoke/synthetic/vae/*/record.json")))
-    assert summary["skipped"] == 1 and "1 already finished (1 of them reused" in lines[1] and "0 to run" in lines[1]
+    assert summary["skipped"] == 1 and "1 already finished (1 of them reused" in lines[1] and "1 to run" in lines[1]
+    assert summary["to_run"] == 1 and lines[2] == "  to run: vae@base/synthetic/seed1"  # --plan: listed, not trained
     assert adopted["label"] == "vae@base" and adopted["adopted_from"] == "smoke/synthetic/vae/" + config_path.parent.name
     assert adopted["metrics"] == original["metrics"] and any("reused, not trained again" in l for l in lines)

@@ -26,9 +26,16 @@ def quiet(message):
     pass
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C's default disposition. A process started in the background of a
+    non-interactive shell inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt; the tests that send SIGINT would see a run that cannot be stopped."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def python(*arguments, **kwargs):
     return subprocess.Popen([sys.executable, *arguments], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint, **kwargs)
 
 
 def wait_for(condition, seconds=120.0):

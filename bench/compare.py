@@ -26,6 +26,7 @@ from tabulate import tabulate
 
 
 from bench import records
+from bench import results as results_layer
 from bench.errors import BenchError, run_cli
 from bench.metric_specs import TEST_METRICS, TRAIN_HOURS, spec
 from bench.stats import Interval, mean_interval, welch_difference
@@ -36,30 +37,14 @@ DIFFERENCE_METRICS = tuple(m.name for m in TEST_METRICS if m.vs_reference)
 FORMATS = ("table", "md", "csv", "latex")
 LAYOUTS = ("compact", "wide")
 REFERENCE_LABEL = "vae"  # time ratios and differences are relative to the standard VAE
-REFINED_SUFFIX = " [SVI-refined q]"  # rows evaluated with the method's refined posterior
 # Columns: "n", a metric (mean ± interval), "d_<metric>" (difference to the VAE), "time_ratio".
 ALL_COLUMNS = ("n", "nll", "d_nll", "kl", "mi", "d_mi", "au", "d_au", "ppl", "train_hours", "time_ratio")
 LATEX_COLUMNS = ("n", "nll", "d_nll", "kl", "mi", "au")  # fits a one-column article in the compact layout
 
 
 def load_records(results: Path, datasets: list[str], profile: str | None) -> pd.DataFrame:
-    """One row per finished run: label, dataset, profile, seed, metrics, hours, hardware."""
-    rows = []
-    for record in records.finished_records(results, profile, datasets):
-        label = record.get("label", record["method"])
-        # A method with a test-time refinement of q(z|x) (SA-VAE's SVI) gets a second, labelled row.
-        for suffix, key in (("", "test"), (REFINED_SUFFIX, "test_refined")):
-            test = record["metrics"].get(key)
-            if test is None:
-                continue
-            rows.append({"label": label + suffix, "dataset": record["dataset"], "uses_latent": records.uses_latent(record),
-                         "profile": record["profile"], "seed": record["seed"],
-                         **{m: test.get(m) for m in METRICS}, "mi_noise": records.mi_noise(record, key),
-                         "train_hours": record["timing"]["train_hours"],
-                         "timing_condition": records.timing_condition(record),
-                         "hardware": records.hardware_label(record), "iw_samples": test.get("iw_samples"),
-                         "iw_sentences": test.get("iw_sentences"), "nll_per_sentence": test.get("nll_per_sentence")})
-    return pd.DataFrame(rows)
+    """One row per finished run (and refined-posterior evaluation): :func:`bench.results.run_rows`."""
+    return results_layer.run_rows(records.finished_records(results, profile, datasets))
 
 
 def runs_of(frame: pd.DataFrame, dataset: str, label: str) -> pd.DataFrame:
@@ -426,7 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  python -m bench.compare --datasets yahoo --format latex --columns nll,kl,mi,au --layout wide\n"
                "  python -m bench.compare --datasets yahoo,yelp --published-only\n")
     parser.add_argument("--datasets", required=True, metavar="A,B")
-    parser.add_argument("--methods", metavar="A,B", help="only these run labels (default: all)")
+    parser.add_argument("--methods", metavar="A,B", help="only these run labels (default: all but the scale "
+                        "study's points, label@point, which bench.scale tabulates)")
     parser.add_argument("--results", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR")
     parser.add_argument("--profile", metavar="NAME", help="which profile's records (needed when several exist)")
     parser.add_argument("--format", default="table", metavar="F,G", help=f"any of {', '.join(FORMATS)}")
@@ -436,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="latex: compact (intervals on a smaller second line, one text column; default) or "
                              "wide (one line per row, table* across both columns of a two-column paper)")
     parser.add_argument("--out", type=Path, metavar="DIR",
-                        help="write comparison.{txt,md,csv,tex} here; the terminal then shows only the table format")
+                        help="write comparison.{txt,md,csv,tex} here (csv: also runs.csv, one row per run and "
+                             "metric); the terminal then shows only the table format")
     parser.add_argument("--published-only", action="store_true", help="show published rows even with no records")
     parser.add_argument("--include-unverified", action="store_true",
                         help="also show published numbers marked unverified (flagged as such)")
@@ -450,9 +437,12 @@ def present(results: Path) -> str:
     return f"present: {', '.join(pairs)}" if pairs else "it holds no finished records"
 
 
-def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, str | None]:
-    """The chosen finished records, aggregated, and their profile; a one-line error when there are none."""
+def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """The chosen finished records as rows and aggregated, and their profile; a one-line error when
+    there are none."""
     frame = load_records(args.results, datasets, args.profile)
+    if not args.methods:  # scale-study points (label@point) only when named
+        frame = results_layer.without_points(frame)
     if args.methods and len(frame):
         wanted = [m.strip() for m in args.methods.split(",")]
         if missing := sorted(set(wanted) - set(frame["label"])):
@@ -466,9 +456,8 @@ def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, str | None]
                          "./run_all.sh) first, or pass --published-only to see the published numbers alone")
     profile = args.profile or (frame["profile"].iloc[0] if len(frame) else None)
     if frame.empty:
-        frame = pd.DataFrame(columns=["dataset", "label", "hardware", "iw_sentences", "mi_noise", "nll_per_sentence",
-                                      "uses_latent", *METRICS, TRAIN_HOURS.name])
-    return aggregate(frame), profile
+        frame = pd.DataFrame(columns=list(results_layer.ROW_COLUMNS))
+    return frame, aggregate(frame), profile
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -478,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = parse_list(args.columns, ALL_COLUMNS, "column")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise BenchError(f"--out {args.out} is a file; pass a folder for comparison.{{txt,md,csv,tex}}")
-    measured, profile = measured_frame(args, datasets)
+    rows, measured, profile = measured_frame(args, datasets)
     published = load_published(datasets, args.include_unverified)
     outputs = {style: render(style, datasets, measured, published, profile,
                              chosen or (LATEX_COLUMNS if style == "latex" else ALL_COLUMNS), args.layout)
@@ -491,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         suffix = {"table": "txt", "md": "md", "csv": "csv", "latex": "tex"}
         for style, text in outputs.items():
             (args.out / f"comparison.{suffix[style]}").write_text(text)
+        if "csv" in outputs:  # beside the aggregate, one row per run and metric
+            results_layer.tidy(rows).to_csv(args.out / "runs.csv", index=False)
         if "latex" in outputs:  # every \cite key of the table, for \bibliography{comparison}
             (args.out / "comparison.bib").write_text(bibliography(published))
         print(f"tables written to {args.out}/")

@@ -20,7 +20,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
 
 from bench.config import RunConfig
 from bench.errors import BenchError
@@ -74,6 +73,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 def save_checkpoint_atomic(path: Path, state: dict[str, Any]) -> None:
     """``torch.save`` with the guarantees of :func:`write_json_atomic`."""
+    import torch  # here, not at the top: reading results needs no torch
     _replace_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -115,6 +115,7 @@ def load_checkpoint(path: Path, device, identifier: str | None = None) -> dict[s
     With ``identifier``, one written for another run id or checkpoint format is refused."""
     restart = "rerun with --restart to train this run from the start (or delete the checkpoint)"
     try:
+        import torch
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # unpickling errors have many types; all mean the same to the user
         raise BenchError(f"{path} is not a readable checkpoint ({type(err).__name__}); {restart}") from None
@@ -168,9 +169,10 @@ def code_version() -> dict[str, Any]:
     return {"version": __version__, "commit": commit or None, "dirty": dirty}
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    """Package versions and hardware as psutil and torch see them."""
+def environment(device) -> dict[str, Any]:
+    """Package versions and hardware as psutil and torch see them (``device``: a torch.device)."""
     import psutil
+    import torch
 
     packages = {}
     for name in PACKAGES:
@@ -193,15 +195,10 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def uses_latent(record: dict[str, Any]) -> bool:
-    """Whether the run's model has a latent variable (the language model has none); records
-    written before the field existed ask the method registry (unknown methods: True)."""
-    if "uses_latent" in record:
-        return bool(record["uses_latent"])
-    from bench.method import build_method
-    try:
-        return build_method(record["method"]).uses_latent
-    except BenchError:
-        return True
+    """Whether the run's model has a latent variable (the language model has none). Every
+    record states it (lifecycle.new_record; the committed records written before the field
+    existed were backfilled); a record without it is taken to have one."""
+    return bool(record.get("uses_latent", True))
 
 
 def mi_noise(record: dict[str, Any], key: str = "test") -> float:

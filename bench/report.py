@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench import compare, records
+from bench import results as results_layer
 from bench.errors import BenchError, run_cli
 from bench.plots import pyplot, save
-from bench.metric_specs import TEST_METRICS
 from bench.stats import Interval, mean_interval, welch_difference
 
 CURVE_METRICS = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"),
@@ -32,28 +32,14 @@ LONGER_SUFFIX = "_3x"  # a run label with this suffix: the same method with 3x t
 
 
 def load_runs(results: Path, profile: str | None) -> tuple[pd.DataFrame, list[dict]]:
-    """Finished records of one profile as (summary frame, records)."""
-    found = records.finished_records(results, profile)
+    """Finished records of one profile as (rows, records): :func:`bench.results.read_runs`."""
+    summary, found = results_layer.read_runs(results, profile)
+    summary = results_layer.without_points(summary)  # the scale study's points: bench.scale
+    found = [r for r in found if results_layer.POINT_SEPARATOR not in r.get("label", "")]
     if not found:
         raise BenchError(f"no finished records under {results}" + (f" for profile '{profile}'" if profile else "")
                          + "; run ./run_all.sh or python -m bench.sweep first")
-    rows = []
-    for r in found:
-        valid = r["curves"][-1]
-        for suffix, key in (("", "test"), (compare.REFINED_SUFFIX, "test_refined")):  # as bench.compare
-            test = r["metrics"].get(key)
-            if test is None:
-                continue
-            rows.append({"label": r["label"] + suffix, "dataset": r["dataset"], "seed": r["seed"],
-                         "profile": r["profile"], "uses_latent": records.uses_latent(r),
-                         **{m.name: test[m.name] for m in TEST_METRICS}, "iw_sentences": test.get("iw_sentences"),
-                         "mi_noise": records.mi_noise(r, key), "train_hours": r["timing"]["train_hours"],
-                         "timing_condition": records.timing_condition(r),
-                         "hardware": records.hardware_label(r), "feature_variance": test.get("feature_variance"),
-                         "feature_cosine_distance": test.get("feature_cosine_distance"),
-                         "mu_variance": test.get("mu_variance"), "final_valid_kl": valid.get("valid_kl"),
-                         "nll_per_sentence": test.get("nll_per_sentence")})
-    return pd.DataFrame(rows), found
+    return summary, found
 
 
 def curve_frame(found: list[dict]) -> pd.DataFrame:
@@ -193,7 +179,7 @@ def rq1(summary: pd.DataFrame, scale: str) -> str:
     runs, and of max pooling against the last state (the VAE) at equal training."""
     data = summary.dropna(subset=["feature_cosine_distance"])
     # the encoder's own posterior only: a refined row's information is SVI's, not its encoder's
-    data = data[data["uses_latent"].astype(bool) & ~data["label"].str.contains(compare.REFINED_SUFFIX, regex=False)]
+    data = data[data["uses_latent"].astype(bool) & ~data["label"].str.contains(results_layer.REFINED_SUFFIX, regex=False)]
     if len(data) < 4:
         return "**RQ1.** Too few runs with dispersion measurements to say anything."
     kept = data.apply(keeps_information, axis=1)
@@ -294,7 +280,7 @@ def scale_evidence(summary: pd.DataFrame, dataset: str) -> list[str]:
                          + (" (one seed: an indication, not a verdict)" if seeds == 1 else
                             ", so longer training at this scale does not rescue it" if still
                             else ", so the short schedule, not the method, held it back"))
-        refined = f"{label}{compare.REFINED_SUFFIX}"
+        refined = f"{label}{results_layer.REFINED_SUFFIX}"
         if not math.isnan(get(refined, "kl")) and not collapsed(get(refined, "kl"), get(refined, "mi"), get(refined, "au")):
             parts[-1] += (f"; but scored with its SVI-refined posterior it keeps information (MI {get(refined, 'mi'):.2f}, "
                           f"AU {get(refined, 'au'):.1f}): the amortised encoder collapsed, the model did not")

@@ -23,12 +23,12 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench import records, report
+from bench import results as results_layer
 from bench.errors import BenchError, run_cli
 from bench.plots import pyplot, save
 from bench.stats import mean_interval
 from bench.sweep import Experiment, expand, load_experiment
 
-POINT_SEPARATOR = "@"  # a point's run label: "<method label>@<point>" (bench.sweep.expand)
 # (column, axis title): what each figure panel and table column shows
 SCALE_METRICS = (("kl", "test KL (nats)"), ("mi", "test MI (nats)"), ("au", "active units"),
                  ("feature_cosine_distance", "h(x) mean pairwise cosine distance"),
@@ -53,12 +53,9 @@ def load_study(experiment_path: Path, results: Path) -> tuple[Experiment, pd.Dat
     if not experiment.points:
         raise BenchError(f"{experiment_path} has no points: a scale study needs an experiment whose `points` are "
                          "the settings along one axis (e.g. experiments/scale_length.yaml)")
-    try:
-        summary, _ = report.load_runs(results, experiment.profile)
-    except BenchError:
-        summary = pd.DataFrame(columns=["label"])
+    summary, _ = results_layer.read_runs(results, experiment.profile)
     if len(summary):
-        split = summary["label"].str.rsplit(POINT_SEPARATOR, n=1, expand=True)
+        split = summary["label"].str.rsplit(results_layer.POINT_SEPARATOR, n=1, expand=True)
         if split.shape[1] < 2:  # no record with a point in its label
             split[1] = None
         summary = summary.assign(label=split[0], point=split[1])

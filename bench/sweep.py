@@ -212,7 +212,7 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
     if not any({k: s.get(k) for k in here} == here for s in record.get("sessions", [])):
         tune.report({"status": "elsewhere", "holder": "another process, which finished it"})
         return  # it finished while this trial waited to start: reused, not trained here
-    tune.report({"status": "finished", **{m.name: test[m.name] for m in TEST_METRICS}, "mi_noise": test.get("mi_noise"),
+    tune.report({"status": "finished", **{m.name: test.get(m.name) for m in TEST_METRICS}, "mi_noise": test.get("mi_noise"),
                  "train_hours": record["timing"]["train_hours"], "record_json": json.dumps(record, default=str)})
 
 

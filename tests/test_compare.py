@@ -262,3 +262,13 @@ def test_runs_scored_on_other_test_sentences_get_their_own_table(tmp_path, capsy
     assert "beta_3x" not in first and "**40.50 ± " in first  # the best NLL among runs on the same sentences
     assert "| beta_3x " in second and "A separate table" in second
     assert "(n=1)" not in second and "[" not in second.split("| beta_3x ")[1]  # nothing relative to the VAE
+
+
+def test_csv_comes_with_tidy_run_rows(results, tmp_path):
+    compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "csv", "--out", str(tmp_path)])
+    import pandas as pd
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert list(runs.columns) == ["label", "dataset", "profile", "seed", "run_id", "evaluation", "metric", "value"]
+    nll = runs[(runs["metric"] == "nll") & (runs["label"] == "pooling")].sort_values("seed")["value"].tolist()
+    assert nll == [325.0, 327.0, 326.0]  # one row per finished run (the failed aggressive is not there)
+    assert set(runs["label"]) == {"vae", "pooling"} and (runs.groupby(["label", "seed", "metric"]).size() == 1).all()

@@ -1,0 +1,101 @@
+"""The results layer: what a run record holds, and the one reader that turns records into rows.
+
+A run record (``<results>/<profile>/<dataset>/<label>/seed<N>-<run id>/record.json``, written
+by :mod:`bench.lifecycle`; a record of another run's configuration copied by a sweep also
+has ``adopted_from``):
+
+============================  ==============================================================
+field                         what
+============================  ==============================================================
+``run_id``                    hash of the configuration (:func:`bench.records.run_id`)
+``label``, ``method``         the run's name in tables, and the method module it ran
+``dataset``, ``profile``,     what it ran on, at which profile, with which training seed
+``seed``
+``config``                    the whole :class:`~bench.config.RunConfig` (``to_dict``)
+``method_settings``           the method's typed settings as used
+``uses_latent``               False for a model without a latent (the language model)
+``status``                    ``running``, ``finished`` or ``failed`` (then ``error``)
+``metrics.test``              test-split evaluation (:func:`bench.metrics.evaluate`): the
+                              metrics of :data:`bench.metric_specs.TEST_METRICS`, ``mi_noise``,
+                              ``iw_samples``, ``iw_sentences``, ``nll_per_sentence``, the
+                              dispersion statistics (``feature_cosine_distance``, ...)
+``metrics.test_refined``      the same with the method's refined posterior (SA-VAE), if any
+``metrics.valid``             validation metrics of the best epoch
+``timing``                    ``train_seconds``, ``train_hours``, ``valid_eval_seconds``,
+                              ``test_eval_seconds``, ``train_cpu_share``, ``load_per_core``
+``concurrent_trials``         trials its sweep trained at once (1 for ``bench.train``)
+``curves``                    one row per epoch: training and validation metrics, lr, times
+``environment``, ``code``     packages, hardware, host; the code version
+``sessions``                  each process that trained it (host, pid, start, first epoch)
+============================  ==============================================================
+
+Records are read leniently: a metric that a record predates (added to ``metric_specs``
+after it was written) is NaN in its row, never an error, so that old results stay readable.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from bench import records
+from bench.metric_specs import TEST_METRICS
+
+REFINED_SUFFIX = " [SVI-refined q]"  # the label of a row evaluated with the method's refined posterior
+EVALUATIONS = (("", "test"), (REFINED_SUFFIX, "test_refined"))
+DISPERSION = ("feature_variance", "feature_cosine_distance", "mu_variance")
+ID_COLUMNS = ("label", "dataset", "profile", "seed", "run_id", "evaluation")
+ROW_COLUMNS = (*ID_COLUMNS, "method", "uses_latent", *(m.name for m in TEST_METRICS), "mi_noise", "iw_samples",
+               "iw_sentences", "nll_per_sentence", *DISPERSION, "final_valid_kl", "train_hours",
+               "timing_condition", "hardware")
+
+
+def run_rows(found: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per finished run and evaluation (a refined-posterior evaluation is a second row,
+    labelled ``<label> [SVI-refined q]``), with the columns of ``ROW_COLUMNS``."""
+    rows = []
+    for record in found:
+        last_epoch = record["curves"][-1] if record.get("curves") else {}
+        for suffix, key in EVALUATIONS:
+            test = record.get("metrics", {}).get(key)
+            if test is None:
+                continue
+            rows.append({"label": record.get("label", record["method"]) + suffix, "dataset": record["dataset"],
+                         "profile": record["profile"], "seed": record["seed"], "run_id": record.get("run_id"),
+                         "evaluation": key, "method": record["method"], "uses_latent": records.uses_latent(record),
+                         **{m.name: test.get(m.name, math.nan) for m in TEST_METRICS},
+                         "mi_noise": records.mi_noise(record, key), "iw_samples": test.get("iw_samples"),
+                         "iw_sentences": test.get("iw_sentences"), "nll_per_sentence": test.get("nll_per_sentence"),
+                         **{name: test.get(name, math.nan) for name in DISPERSION},
+                         "final_valid_kl": last_epoch.get("valid_kl", math.nan),
+                         "train_hours": record.get("timing", {}).get("train_hours", math.nan),
+                         "timing_condition": records.timing_condition(record),
+                         "hardware": records.hardware_label(record)})
+    return pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+
+
+POINT_SEPARATOR = "@"  # a scale point's run label: "<method label>@<point>" (bench.sweep.expand)
+
+
+def without_points(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` less those of scale-study points (``label@point``): a comparison table or report
+    compares methods at one setting; the points along an axis are :mod:`bench.scale`'s."""
+    return rows[~rows["label"].str.contains(POINT_SEPARATOR, regex=False)] if len(rows) else rows
+
+
+def read_runs(results: Path, profile: str | None = None,
+              datasets: list[str] | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """The finished records under ``results`` (one profile; some datasets) as rows, and the records."""
+    found = records.finished_records(results, profile, datasets)
+    return run_rows(found), found
+
+
+def tidy(rows: pd.DataFrame) -> pd.DataFrame:
+    """Run x metric rows (``label, dataset, profile, seed, run_id, evaluation, metric, value``):
+    the long form of :func:`run_rows` for tools that want one measurement per row."""
+    metrics = [m.name for m in TEST_METRICS] + ["mi_noise", *DISPERSION, "train_hours"]
+    long = rows.melt(id_vars=list(ID_COLUMNS), value_vars=metrics, var_name="metric", value_name="value")
+    return long.dropna(subset=["value"]).reset_index(drop=True)

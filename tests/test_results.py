@@ -1,0 +1,39 @@
+"""The results layer: one lenient reader of run records for compare, report and the scale study."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import results
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_record_missing_newer_fields_reads_as_nan_not_an_error():
+    old = {"label": "vae", "method": "vae", "dataset": "d", "profile": "cpu", "seed": 0, "uses_latent": True,
+           "metrics": {"test": {"nll": 40.0, "kl": 0.0, "mi": 0.0, "au": 0}}, "timing": {"train_hours": 1.0},
+           "curves": [], "environment": {"hardware": {"torch_threads": 1}}}
+    (row,) = results.run_rows([old]).to_dict("records")
+    assert row["nll"] == 40.0 and math.isnan(row["ppl"]) and math.isnan(row["feature_cosine_distance"])
+    assert row["timing_condition"] is None and row["evaluation"] == "test" and row["hardware"] == "CPU x1"
+    assert list(results.run_rows([]).columns) == list(results.ROW_COLUMNS)
+
+
+def test_a_metric_added_to_the_specs_leaves_the_committed_records_readable(tmp_path):
+    """As if a developer declared a new metric in metric_specs.py: compare and report still read
+    every committed record of the cpu experiment (which predate it), in a fresh interpreter."""
+    script = (
+        "from pathlib import Path\n"
+        "from bench import metric_specs\n"
+        "new = metric_specs.MetricSpec('bleu', 'BLEU', 'max', 2, 'a metric no committed record has')\n"
+        "metric_specs.TEST_METRICS = (*metric_specs.TEST_METRICS, new)\n"
+        "metric_specs.BY_NAME['bleu'] = new\n"
+        "from bench import compare, report\n"
+        f"compare.main(['--datasets', 'synthetic', '--results', 'results', '--profile', 'cpu', '--format', 'md,csv', "
+        f"'--out', r'{tmp_path}'])\n"
+        f"report.write_report(Path('results'), 'cpu', Path(r'{tmp_path}'))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "bleu_mean" in (tmp_path / "comparison.csv").read_text().splitlines()[0]
+    assert "**RQ2 (synthetic" in (tmp_path / "REPORT.md").read_text()

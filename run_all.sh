@@ -49,7 +49,7 @@ if [ -n "$data_dir" ]; then
 elif [ -z "$datasets" ]; then
   datasets="synthetic"
   echo "no data directory (set BENCH_DATA_DIR or pass --data-dir): running on the built-in synthetic data only;"
-  echo "  the yahoo/yelp runs need their folders under a data directory (see: python -m bench.data list)"
+  echo "  the yahoo/yelp runs need their folders under a data directory (see: python -m bench.download list)"
 fi
 if [ -z "$datasets" ]; then
   datasets="$("$py" -c "import sys, yaml; print(','.join(yaml.safe_load(open(sys.argv[1]))['datasets']))" "$experiment")"

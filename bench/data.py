@@ -43,10 +43,10 @@ class DatasetInfo:
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "yahoo": DatasetInfo(how_to_get="run `python -m bench.data download yahoo`, or use yahoo_resplit",
+    "yahoo": DatasetInfo(how_to_get="run `python -m bench.download download yahoo`, or use yahoo_resplit",
                          description="Yahoo Answers, Yang et al. 2017 (100k/10k/10k, 20k vocabulary)"),
     "yelp": DatasetInfo(label_separator="\t",
-                        how_to_get="run `python -m bench.data download yelp`, or use yelp_xu_resplit",
+                        how_to_get="run `python -m bench.download download yelp`, or use yelp_xu_resplit",
                         description="Yelp15 reviews, Yang et al. 2017 (100k/10k/10k, label TAB text)"),
     "ptb": DatasetInfo(description="Penn Treebank, Mikolov's preprocessing"),
     "yahoo_resplit": DatasetInfo(description="official Yahoo valid/test re-split 10k/5k/5k (not comparable to yahoo)"),
@@ -235,44 +235,3 @@ def predicted_tokens(x: torch.Tensor) -> torch.Tensor:
     """Tokens a padded batch [B, T] asks the decoder to predict: words plus end tokens (not the
     start), as a 0-dim tensor on the batch's device (reading it is a host sync: do it rarely)."""
     return (x != PAD_ID).sum() - x.size(0)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.data {list,download}``: see what is available, fetch published data."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m bench.data", description="Datasets: list and download.",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="examples:\n  python -m bench.data list --data-dir ../shared/data\n"
-                                            "  python -m bench.data download yahoo --data-dir ~/data\n")
-    commands = parser.add_subparsers(dest="command", required=True)
-    listing = commands.add_parser("list", help="named datasets and whether their splits are present")
-    listing.add_argument("--data-dir", metavar="DIR")
-    fetch = commands.add_parser("download", help="fetch a published archive, verify it and lay it out")
-    fetch.add_argument("name", help="yahoo, yelp or he_synthetic")
-    fetch.add_argument("--data-dir", metavar="DIR", help=f"where to put it (default: ${DATA_DIR_ENV})")
-    fetch.add_argument("--url", help="a mirror of the archive instead of the published address")
-    fetch.add_argument("--archive", metavar="FILE", help="an archive already downloaded by hand")
-    args = parser.parse_args(argv)
-    root = resolve_data_dir(args.data_dir)
-    if args.command == "list":
-        print(f"data directory: {root or f'(none: pass --data-dir or set {DATA_DIR_ENV})'}")
-        print(f"  {SYNTHETIC:16s} built in")
-        names = sorted(set(DATASETS) | ({p.name for p in root.iterdir() if p.is_dir()} if root and root.is_dir()
-                                         else set()))
-        for name in names:
-            present = [s for s in SPLITS if root and (root / name / f"{s}.txt").is_file()]
-            state = "ready" if len(present) == 3 else f"missing {', '.join(s for s in SPLITS if s not in present)}"
-            print(f"  {name:16s} {state:28s} {dataset_info(name).description}")
-        return 0
-    if root is None:
-        raise BenchError(f"download needs --data-dir DIR or {DATA_DIR_ENV}=DIR")
-    from bench.download import download
-    target = download(args.name, root, args.url, args.archive)
-    print(f"{args.name}: ready in {target}")
-    return 0
-
-
-if __name__ == "__main__":
-    from bench.errors import run_cli
-    run_cli(main)

@@ -16,7 +16,6 @@ import html
 import io
 import re
 import shutil
-import sys
 import tarfile
 import tempfile
 import urllib.parse
@@ -26,8 +25,8 @@ from datetime import datetime, timezone
 from http.cookiejar import CookieJar
 from pathlib import Path
 
-from bench.data import SPLITS, dataset_info, read_split
-from bench.errors import BenchError
+from bench.data import DATA_DIR_ENV, DATASETS, SPLITS, SYNTHETIC, dataset_info, read_split, resolve_data_dir
+from bench.errors import BenchError, run_cli
 from bench.records import write_json_atomic
 
 DRIVE_URL = "https://drive.google.com/uc?export=download&id={}"
@@ -148,7 +147,40 @@ def download(name: str, data_dir: Path, url: str | None = None, archive_file: Pa
     return install(name, archive, data_dir, source, url)
 
 
-if __name__ == "__main__":  # `python -m bench.download NAME ...` = `python -m bench.data download NAME ...`
-    from bench.data import main
-    from bench.errors import run_cli
-    run_cli(lambda: main(["download", *sys.argv[1:]]))
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.download {list,download}``: see what is available, fetch published data."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.download", description="Datasets: list and download.",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="examples:\n  python -m bench.download list --data-dir ../shared/data\n"
+                                            "  python -m bench.download download yahoo --data-dir ~/data\n")
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="named datasets and whether their splits are present")
+    listing.add_argument("--data-dir", metavar="DIR")
+    fetch = commands.add_parser("download", help="fetch a published archive, verify it and lay it out")
+    fetch.add_argument("name", help="yahoo, yelp or he_synthetic")
+    fetch.add_argument("--data-dir", metavar="DIR", help=f"where to put it (default: ${DATA_DIR_ENV})")
+    fetch.add_argument("--url", help="a mirror of the archive instead of the published address")
+    fetch.add_argument("--archive", metavar="FILE", help="an archive already downloaded by hand")
+    args = parser.parse_args(argv)
+    root = resolve_data_dir(args.data_dir)
+    if args.command == "list":
+        print(f"data directory: {root or f'(none: pass --data-dir or set {DATA_DIR_ENV})'}")
+        print(f"  {SYNTHETIC:16s} built in")
+        names = sorted(set(DATASETS) | ({p.name for p in root.iterdir() if p.is_dir()} if root and root.is_dir()
+                                         else set()))
+        for name in names:
+            present = [s for s in SPLITS if root and (root / name / f"{s}.txt").is_file()]
+            state = "ready" if len(present) == 3 else f"missing {', '.join(s for s in SPLITS if s not in present)}"
+            print(f"  {name:16s} {state:28s} {dataset_info(name).description}")
+        return 0
+    if root is None:
+        raise BenchError(f"download needs --data-dir DIR or {DATA_DIR_ENV}=DIR")
+    target = download(args.name, root, args.url, args.archive)
+    print(f"{args.name}: ready in {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -72,4 +72,4 @@ def test_shell_level_mistakes_are_one_line():
                  "def main():\n    raise BrokenPipeError\nrun_cli(main)'")  # what a closed pipe raises in print()
     assert closed.returncode == 0 and closed.stderr == ""
     download = run(f"{sys.executable} -m bench.download --help")
-    assert download.returncode == 0 and "usage: python -m bench.data download" in download.stdout
+    assert download.returncode == 0 and "usage: python -m bench.download" in download.stdout and "{list,download}" in download.stdout

@@ -65,7 +65,7 @@ def test_bad_data_gives_one_line_naming_the_file(tmp_path, monkeypatch, case, ex
     if case == "binary":
         assert "train.txt:2" in message
     if case == "no_split":
-        assert "bench.data download yahoo" in message
+        assert "bench.download download yahoo" in message
 
 
 def test_batches_group_by_length_and_cover_every_sentence_once():

@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from bench import download as dl
-from bench.data import load_corpus, main as data_main
+from bench.data import load_corpus
+from bench.download import main as data_main
 from bench.config import DataConfig
 from bench.errors import BenchError
 

@@ -30,7 +30,7 @@ from bench.errors import BenchError
 from bench.method import Method, TrainingClock, defines
 from bench.metric_specs import summary_line
 from bench.metrics import evaluate, mean_mutual_information
-from bench.model import SequenceVAE
+from bench.model import ModelHooks, SequenceVAE
 from bench.step import StepContext, check_finite
 
 FINITE_CHECK_EVERY = 50  # steps between checks of the running loss (each check waits for the device)
@@ -65,9 +65,10 @@ def seed_everything(seed: int) -> None:
 
 def build_model(method: Method, vocab_size: int, config: RunConfig) -> SequenceVAE:
     latent_dim = config.model.latent_dim if method.uses_latent else 0
-    model = SequenceVAE(vocab_size, config.model, latent_dim=latent_dim, summary=method.encoder_summary(),
-                        mean_layer=method.posterior_mean_layer(latent_dim),
-                        differentiates_twice=method.differentiates_twice)
+    hooks = ModelHooks(summary=method.encoder_summary(), mean_layer=method.posterior_mean_layer(latent_dim),
+                       decoder_input=method.decoder_input(), latent_to_output=method.latent_to_output(),
+                       differentiates_twice=method.differentiates_twice)
+    model = SequenceVAE(vocab_size, config.model, latent_dim=latent_dim, hooks=hooks)
     method.initialise(model)
     return model
 

@@ -35,8 +35,8 @@ from bench.errors import BenchError
 if TYPE_CHECKING:  # for type hints only: bench.step imports this module, never the reverse at run time
     from bench.step import StepContext, StepStatistics
 
-HOOKS = ("encoder_summary", "posterior_mean_layer", "initialise", "kl_weight", "kl_penalty", "train_step",
-         "on_epoch_end", "refine_posterior")
+HOOKS = ("encoder_summary", "posterior_mean_layer", "decoder_input", "latent_to_output", "initialise", "kl_weight",
+         "kl_penalty", "train_step", "on_epoch_end", "refine_posterior")
 COMBINE_SEPARATOR = "+"
 
 
@@ -76,6 +76,16 @@ class Method:
     def posterior_mean_layer(self, latent_dim: int) -> nn.Module | None:
         """Module applied to the posterior mean [B, latent_dim]; None keeps it as is."""
         return None
+
+    def decoder_input(self) -> nn.Module | None:
+        """Module mapping the decoder's input ids [N, T-1] (the start token first) to the ids it
+        reads; the targets stay as they are. It sees ``model.training``, so that a change meant
+        for training (word dropout) leaves evaluation alone. None reads them as they are."""
+        return None
+
+    def latent_to_output(self) -> bool:
+        """Whether z also reaches the output layer beside the decoder state: logits = W [h_t; z]."""
+        return False
 
     def initialise(self, model: nn.Module) -> None:
         """Change the model's reference initialisation (called once, after construction)."""

@@ -62,16 +62,39 @@ def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0)
 
 
+@dataclass(frozen=True)
+class ModelHooks:
+    """A method's changes to the model, given to it as one object (``bench.loop.build_model``
+    gathers them from the method's model-side hooks). Each left at its default keeps the
+    standard VAE's part, with the same parameters in the same order (so the same numbers).
+
+    - ``summary``: module (states [B, T, H], mask [B, T]) -> h(x); None: the last state (pooling).
+    - ``mean_layer``: module applied to the posterior mean; None: none (BN-VAE).
+    - ``decoder_input``: module mapping the decoder's input ids [N, T-1] (the start token
+      first) to the ids it reads, targets untouched; it sees ``model.training`` (word dropout).
+    - ``latent_to_output``: z also reaches the output layer, logits = W [h_t; z] (Skip-VAE).
+    - ``differentiates_twice``: trained through second derivatives (SA-VAE; :meth:`log_px_given_z`).
+    """
+
+    summary: nn.Module | None = None
+    mean_layer: nn.Module | None = None
+    decoder_input: nn.Module | None = None
+    latent_to_output: bool = False
+    differentiates_twice: bool = False
+
+
 class SequenceVAE(nn.Module):
-    """LSTM encoder / LSTM decoder VAE with a replaceable encoder summary and mean layer."""
+    """LSTM encoder / LSTM decoder VAE whose parts a method may change (:class:`ModelHooks`)."""
 
     def __init__(self, vocab_size: int, config: ModelConfig, latent_dim: int | None = None,
-                 summary: nn.Module | None = None, mean_layer: nn.Module | None = None,
-                 differentiates_twice: bool = False):
+                 hooks: ModelHooks | None = None):
         super().__init__()
+        hooks = hooks or ModelHooks()
+        summary, mean_layer = hooks.summary, hooks.mean_layer
         self.config = config
-        self.differentiates_twice = differentiates_twice  # see log_px_given_z
+        self.differentiates_twice = hooks.differentiates_twice  # see log_px_given_z
         self.latent_dim = config.latent_dim if latent_dim is None else latent_dim
+        self.latent_to_output = hooks.latent_to_output and self.latent_dim > 0
         self.vocab_size = vocab_size
         if self.latent_dim > 0:
             self.encoder_embedding = nn.Embedding(vocab_size, config.embed_dim, padding_idx=PAD_ID)
@@ -85,7 +108,9 @@ class SequenceVAE(nn.Module):
         self.decoder_lstm = nn.LSTM(config.embed_dim + self.latent_dim, config.decoder_hidden, batch_first=True)
         self.dropout_in = nn.Dropout(config.dropout_in)
         self.dropout_out = nn.Dropout(config.dropout_out)
-        self.output = nn.Linear(config.decoder_hidden, vocab_size, bias=False)
+        self.decoder_input = hooks.decoder_input  # None: the input ids as they are
+        skip = self.latent_dim if self.latent_to_output else 0
+        self.output = nn.Linear(config.decoder_hidden + skip, vocab_size, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -162,14 +187,19 @@ class SequenceVAE(nn.Module):
 
     # -- decoder ----------------------------------------------------------------------
     def decoder_states(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Decoder LSTM outputs after dropout [N, T-1, H] for inputs x[:, :-1] given z [N, latent_dim]."""
-        inputs = self.dropout_in(self.decoder_embedding(x[:, :-1]))
+        """What the output layer reads for inputs x[:, :-1] given z [N, latent_dim]: the decoder
+        LSTM's outputs after dropout [N, T-1, H], with z beside them ([N, T-1, H + latent_dim])
+        when z also reaches the output layer."""
+        ids = x[:, :-1] if self.decoder_input is None else self.decoder_input(x[:, :-1])
+        inputs = self.dropout_in(self.decoder_embedding(ids))
         if self.latent_dim > 0:
-            inputs = torch.cat([inputs, z.unsqueeze(1).expand(-1, inputs.size(1), -1)], dim=2)
+            steps = z.unsqueeze(1).expand(-1, inputs.size(1), -1)
+            inputs = torch.cat([inputs, steps], dim=2)
             cell = self.latent_to_cell(z).unsqueeze(0)
             states, _ = self.decoder_lstm(inputs, (torch.tanh(cell), cell))
-        else:
-            states, _ = self.decoder_lstm(inputs)
+            states = self.dropout_out(states)
+            return torch.cat([states, steps.to(states.dtype)], dim=2) if self.latent_to_output else states
+        states, _ = self.decoder_lstm(inputs)
         return self.dropout_out(states)
 
     def decoder_logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

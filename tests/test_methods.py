@@ -8,7 +8,7 @@ import torch
 from bench.data import load_corpus, pad_batch
 from bench.errors import BenchError
 from bench.method import available_methods, build_method
-from bench.model import SequenceVAE
+from bench.model import ModelHooks, SequenceVAE
 from bench.loop import Trainer
 from bench.step import StepContext
 from methods.kl_anneal import KLAnnealSettings
@@ -214,7 +214,7 @@ def test_pooling_ignores_padding(kind):
     from bench.config import ModelConfig
     torch.manual_seed(0)
     model = SequenceVAE(20, ModelConfig(embed_dim=6, encoder_hidden=5, decoder_hidden=5, latent_dim=2),
-                        summary=MaskedPooling(kind))
+                        hooks=ModelHooks(summary=MaskedPooling(kind)))
     for p in model.parameters():
         torch.nn.init.normal_(p)
     # negative states everywhere would make a zero pad win a max; check padding never does
@@ -296,3 +296,54 @@ def test_sa_vae_records_refined_test_metrics_beside_the_amortized_ones(smoke_con
     refined = trainer.test_refined()
     assert refined is not None and math.isfinite(refined["nll"])
     assert make_trainer(smoke_config, "vae").test_refined() is None
+
+
+def test_word_dropout_corrupts_what_the_decoder_reads_while_training_only(smoke_config):
+    from methods.word_dropout import WordDropout
+    from bench.data import BOS_ID, PAD_ID, UNK_ID
+    torch.manual_seed(0)
+    ids = torch.randint(4, 50, (200, 12))
+    ids[:, 0], ids[:100, 8:] = BOS_ID, PAD_ID
+    dropout = WordDropout(0.25).train()
+    read = dropout(ids)
+    words = (ids != BOS_ID) & (ids != PAD_ID)
+    replaced = (read != ids)
+    assert (read[replaced] == UNK_ID).all() and not replaced[~words].any()  # start token and padding kept
+    assert 0.22 < replaced[words].float().mean() < 0.28  # the rate, over 1,600 words
+    assert torch.equal(dropout.eval()(ids), ids) and torch.equal(WordDropout(0.0).train()(ids), ids)
+    # in the model: training reads corrupted inputs, evaluation the true ones, and the targets never change
+    vae, dropped = (make_trainer(smoke_config, name).model for name in ("vae", "word_dropout"))
+    for parameter in vae.parameters():  # far from the near-uniform initial model, so inputs matter
+        torch.nn.init.normal_(parameter)
+    dropped.load_state_dict(vae.state_dict())  # same parameters (word dropout adds none)
+    x = next(iter(make_trainer(smoke_config, "vae").test_data))
+    z = torch.zeros(x.size(0), 1, vae.latent_dim)
+    vae.eval(), dropped.eval()
+    assert torch.equal(vae.log_px_given_z(x, z), dropped.log_px_given_z(x, z))
+    dropped.decoder_input.rate = 1.0
+    dropped.decoder_input.train()
+    assert not torch.allclose(vae.log_px_given_z(x, z), dropped.log_px_given_z(x, z))
+
+
+def test_skip_vae_connects_z_to_the_output_layer(smoke_config):
+    vae, skip = (make_trainer(smoke_config, name).model.eval() for name in ("vae", "skip_vae"))
+    hidden, latent = skip.config.decoder_hidden, skip.latent_dim
+    assert skip.output.weight.shape == (skip.vocab_size, hidden + latent)
+    assert vae.output.weight.shape == (vae.vocab_size, hidden)
+    x = next(iter(make_trainer(smoke_config, "vae").test_data))
+    z = torch.randn(x.size(0), 1, latent)
+    with torch.no_grad():
+        for model in (vae, skip):  # cut every other path from z: its cell state and its LSTM input
+            model.latent_to_cell.weight.zero_()
+            model.decoder_lstm.weight_ih_l0[:, -latent:].zero_()
+    changes = [not torch.allclose(m.log_px_given_z(x, z), m.log_px_given_z(x, 2 * z + 1)) for m in (vae, skip)]
+    assert changes == [False, True]  # only the skip connection still carries z
+
+
+@pytest.mark.parametrize("combination", ["word_dropout+bn_vae", "word_dropout+kl_anneal", "skip_vae+kl_anneal"])
+def test_decoder_side_methods_combine_with_others(smoke_config, combination):
+    trainer = make_trainer(smoke_config, combination)
+    assert isinstance(trainer.model.decoder_input, torch.nn.Module) == combination.startswith("word_dropout")
+    for batch in list(trainer.train_data)[:2]:
+        assert math.isfinite(trainer.method.train_step(trainer.context, batch)["loss"])
+    assert math.isfinite(trainer.test()["nll"])

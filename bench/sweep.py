@@ -327,6 +327,21 @@ def fit(trials: list[Trial], experiment: Experiment, results: Path, storage, dat
     return printer.outcomes
 
 
+def unfinished(trials: list[Trial], profile: str, results: Path, log) -> tuple[list[Trial], int]:
+    """The trials without a finished record, after reusing finished runs of the same
+    configuration (:func:`adopt_finished_twin`); and how many were reused."""
+    pending, reused = [], 0
+    for trial in trials:
+        path = record_path(trial, profile, results)
+        if is_finished(path):
+            continue
+        if adopt_finished_twin(path, trial.label, results, log):
+            reused += 1
+            continue
+        pending.append(trial)
+    return pending, reused
+
+
 def wait_until_free(trials: list[Trial], profile: str, results: Path, log, poll_seconds: float = 2.0) -> None:
     """Wait while other processes hold the locks of ``trials`` (their runs end finished, or
     free for this sweep to run)."""
@@ -347,15 +362,7 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
     started = time.perf_counter()
     results = Path(results).resolve()
     trials = expand(experiment, only_datasets, only_seeds)
-    pending, reused = [], 0
-    for trial in trials:
-        path = record_path(trial, experiment.profile, results)
-        if is_finished(path):
-            continue
-        if adopt_finished_twin(path, trial.label, results, log):
-            reused += 1
-            continue
-        pending.append(trial)
+    pending, reused = unfinished(trials, experiment.profile, results, log)
     skipped = len(trials) - len(pending)
     log(f"{len(trials)} runs ({experiment.profile} profile): {skipped} already finished"
         + (f" ({reused} of them reused from runs of the same configuration)" if reused else "")

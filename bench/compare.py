@@ -25,7 +25,7 @@ import yaml
 from tabulate import tabulate
 
 
-from bench import records
+from bench import files, records
 from bench import results as results_layer
 from bench.errors import BenchError, run_cli
 from bench.metric_specs import TEST_METRICS, TRAIN_HOURS, spec
@@ -69,7 +69,7 @@ def time_ratio(frame: pd.DataFrame, dataset: str, label: str, reference: str) ->
 
     The ratio of geometric means over seeds, with Welch's interval on log training hours,
     exponentiated (NaN bounds with fewer than 2 seeds a side). Only between runs timed under
-    one recorded condition in which each run had its cores (:func:`bench.records.timing_condition`):
+    one recorded condition in which each run had its cores (:func:`bench.results_layer.timing_condition`):
     a time measured beside other work measures the other work too."""
     a, b = runs_of(frame, dataset, label), runs_of(frame, dataset, reference)
     if not len(a) or not len(b):
@@ -357,7 +357,7 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> st
             f"sentences; no interval with one seed); an interval that excludes 0 is a difference distinguishable at 95%; "
             f"time / VAE = training time relative to the VAE (ratio of geometric means over seeds, Welch's 95% interval "
             f"on log hours), only between runs timed under one recorded condition: same hardware and trials at once, "
-            f"each CPU run with at least {records.OWN_CORES_SHARE:.0%} of its cores' time ('-' otherwise); best measured value emphasised; "
+            f"each CPU run with at least {results_layer.OWN_CORES_SHARE:.0%} of its cores' time ('-' otherwise); best measured value emphasised; "
             f"'-': not applicable (a language model has no latent) or not published." + floor + no_active_unit)
 
 
@@ -476,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.out or style == "table":  # with --out, files hold the rest
             print(text)
     if args.out:
-        records.make_output_dir(args.out)
+        files.make_output_dir(args.out)
         suffix = {"table": "txt", "md": "md", "csv": "csv", "latex": "tex"}
         for style, text in outputs.items():
             (args.out / f"comparison.{suffix[style]}").write_text(text)

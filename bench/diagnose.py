@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from bench import records
+from bench import files, records
 from bench.config import build_run_config, parse_overrides
 from bench.data import load_corpus, pad_batch
 from bench.errors import BenchError, run_cli
@@ -100,7 +100,7 @@ def lagging(methods: list[str], profile: str, overrides: dict, iterations: list[
             device: str, seed: int, log=print) -> dict:
     """Train each method on the synthetic data with a 1-D latent; a panel at each iteration and at the end."""
     overrides = {**overrides, "model": {**overrides.get("model", {}), "latent_dim": 1}}
-    records.make_output_dir(out)  # a bad --out fails now, not after the training
+    files.make_output_dir(out)  # a bad --out fails now, not after the training
     traces = {}
     for spec in methods:
         config = build_run_config(spec, "synthetic", profile, seed, overrides)
@@ -127,7 +127,7 @@ def lagging(methods: list[str], profile: str, overrides: dict, iterations: list[
         log(f"{spec}: " + "; ".join(f"iteration {f['iteration']}: corr {f['correlation']:.2f} slope "
                                      f"{f['slope']:.2f} spread enc {f['encoder_spread']:.3f} true "
                                      f"{f['true_spread']:.3f} KL {f['kl']:.2f} MI {f['mi']:.2f}" for f in frames))
-    records.write_json_atomic(out / "lagging.json", {"profile": profile, "sample": sample, "seed": seed,
+    files.write_json_atomic(out / "lagging.json", {"profile": profile, "sample": sample, "seed": seed,
                                                      "overrides": overrides, "traces": traces})
     plot_lagging(traces, out / "lagging", f"seed {seed}, {sample} training sentences, profile {profile}")
     return traces

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench.data import DATA_DIR_ENV, DATASETS, SPLITS, SYNTHETIC, dataset_info, read_split, resolve_data_dir
 from bench.errors import BenchError, run_cli
-from bench.records import write_json_atomic
+from bench.files import write_json_atomic
 
 DRIVE_URL = "https://drive.google.com/uc?export=download&id={}"
 

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import records, runlock
+from bench import environment as run_environment
+from bench import files, records, runlock
+from bench import results as results_layer
 from bench.config import RunConfig
 from bench.data import SYNTHETIC, Corpus, load_corpus
 from bench.errors import BenchError, Interrupted
@@ -54,7 +56,7 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
         return finished
     torch_device = resolve_device(device)
     corpus = load_corpus(config.dataset, config.data, data_dir)  # a missing dataset fails before any folder exists
-    records.make_output_dir(folder)
+    files.make_output_dir(folder)
     with runlock.hold(folder, log) as touch:
         plan = RunPlan(config, method, settings, identifier, folder, label, extra)
         return _finished_record(folder, resume, log) or _train(plan, corpus, torch_device, progress, log, resume,
@@ -105,7 +107,7 @@ def _train(plan: RunPlan, corpus: Corpus, torch_device, progress, log, resume, o
     record["sessions"] = sessions
 
     def end_of_epoch(t: Trainer) -> None:
-        records.save_checkpoint_atomic(checkpoint, {**t.state_dict(), **records.checkpoint_identity(identifier),
+        files.save_checkpoint_atomic(checkpoint, {**t.state_dict(), **records.checkpoint_identity(identifier),
                                                     "sessions": sessions})
         touch(t.epoch)
         if on_epoch is not None:
@@ -121,12 +123,12 @@ def _train(plan: RunPlan, corpus: Corpus, torch_device, progress, log, resume, o
         reason = str(err) if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
         record.update(status="failed", error=reason, curves=trainer.curves, finished_at=now())
         try:
-            records.write_json_atomic(record_path, record)
+            files.write_json_atomic(record_path, record)
         except BenchError as write_error:  # e.g. the disk is full: the original error is the one to report
             log(f"the failed record could not be written either: {write_error}")
         raise
     finish(record, trainer, stop_reason, log)
-    records.write_json_atomic(record_path, record)
+    files.write_json_atomic(record_path, record)
     checkpoint.unlink(missing_ok=True)
     log(f"record: {record_path}")
     return record
@@ -144,8 +146,8 @@ def new_record(config: RunConfig, trainer: Trainer, corpus: Corpus, identifier: 
     return {"run_id": identifier, "label": label or config.method, "method": config.method,
             "dataset": config.dataset, "profile": config.profile, "seed": config.seed, "started_at": now(),
             "config": config.to_dict(), "method_settings": settings, "data": corpus.summary(),
-            "parameters": parameters, "uses_latent": trainer.method.uses_latent, "code": records.code_version(),
-            "environment": records.environment(trainer.device), "concurrent_trials": 1, **(extra or {})}
+            "parameters": parameters, "uses_latent": trainer.method.uses_latent, "code": run_environment.code_version(),
+            "environment": run_environment.environment(trainer.device), "concurrent_trials": 1, **(extra or {})}
 
 
 def finish(record: dict[str, Any], trainer: Trainer, stop_reason: str, log: Callable[[str], None]) -> None:
@@ -163,7 +165,7 @@ def finish(record: dict[str, Any], trainer: Trainer, stop_reason: str, log: Call
         timing={"train_seconds": trainer.train_seconds, "valid_eval_seconds": eval_before,
                 "test_eval_seconds": trainer.eval_seconds - eval_before,
                 "train_hours": trainer.train_seconds / 3600,
-                # the conditions the time was measured under (records.timing_condition)
+                # the conditions the time was measured under (results_layer.timing_condition)
                 "train_cpu_share": cpu_share(trainer.train_cpu_seconds, trainer.train_seconds),
                 "load_per_core": statistics.fmean(row.get("load_per_core", math.nan) for row in trainer.curves)},
         curves=trainer.curves,

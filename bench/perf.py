@@ -27,9 +27,10 @@ from bench.config import available_profiles, build_run_config, parse_overrides
 from bench.data import Corpus, Vocabulary, pad_batch
 from bench.errors import BenchError, run_cli
 from bench.method import build_method
-from bench.metrics import iw_log_likelihood
-from bench.records import environment, make_output_dir
+from bench.environment import environment
+from bench.files import make_output_dir
 from bench.loop import Trainer, resolve_device
+from bench.metrics import iw_log_likelihood
 
 DEFAULT_VOCAB = 20000  # Yahoo/Yelp vocabulary when the profile has no cap
 DEFAULT_LENGTH = 80  # about the mean Yahoo document length

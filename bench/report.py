@@ -43,7 +43,7 @@ def load_runs(results: Path, profile: str | None) -> tuple[pd.DataFrame, list[di
 
 
 def curve_frame(found: list[dict]) -> pd.DataFrame:
-    rows = [{"label": r["label"], "dataset": r["dataset"], "seed": r["seed"], "uses_latent": records.uses_latent(r), **row}
+    rows = [{"label": r["label"], "dataset": r["dataset"], "seed": r["seed"], "uses_latent": results_layer.uses_latent(r), **row}
             for r in found for row in r["curves"]]
     return pd.DataFrame(rows)
 

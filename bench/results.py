@@ -44,6 +44,7 @@ import pandas as pd
 from bench import records
 from bench.metric_specs import TEST_METRICS
 
+OWN_CORES_SHARE = 0.85  # a CPU run that got at least this CPU share (per thread) had its cores
 REFINED_SUFFIX = " [SVI-refined q]"  # the label of a row evaluated with the method's refined posterior
 EVALUATIONS = (("", "test"), (REFINED_SUFFIX, "test_refined"))
 DISPERSION = ("feature_variance", "feature_cosine_distance", "mu_variance")
@@ -65,15 +66,15 @@ def run_rows(found: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 continue
             rows.append({"label": record.get("label", record["method"]) + suffix, "dataset": record["dataset"],
                          "profile": record["profile"], "seed": record["seed"], "run_id": record.get("run_id"),
-                         "evaluation": key, "method": record["method"], "uses_latent": records.uses_latent(record),
+                         "evaluation": key, "method": record["method"], "uses_latent": uses_latent(record),
                          **{m.name: test.get(m.name, math.nan) for m in TEST_METRICS},
-                         "mi_noise": records.mi_noise(record, key), "iw_samples": test.get("iw_samples"),
+                         "mi_noise": mi_noise(record, key), "iw_samples": test.get("iw_samples"),
                          "iw_sentences": test.get("iw_sentences"), "nll_per_sentence": test.get("nll_per_sentence"),
                          **{name: test.get(name, math.nan) for name in DISPERSION},
                          "final_valid_kl": last_epoch.get("valid_kl", math.nan),
                          "train_hours": record.get("timing", {}).get("train_hours", math.nan),
-                         "timing_condition": records.timing_condition(record),
-                         "hardware": records.hardware_label(record)})
+                         "timing_condition": timing_condition(record),
+                         "hardware": hardware_label(record)})
     return pd.DataFrame(rows, columns=list(ROW_COLUMNS))
 
 
@@ -99,3 +100,47 @@ def tidy(rows: pd.DataFrame) -> pd.DataFrame:
     metrics = [m.name for m in TEST_METRICS] + ["mi_noise", *DISPERSION, "train_hours"]
     long = rows.melt(id_vars=list(ID_COLUMNS), value_vars=metrics, var_name="metric", value_name="value")
     return long.dropna(subset=["value"]).reset_index(drop=True)
+
+
+# -- queries on one record ---------------------------------------------------------------
+def uses_latent(record: dict[str, Any]) -> bool:
+    """Whether the run's model has a latent variable (the language model has none). Every
+    record states it (lifecycle.new_record; the committed records written before the field
+    existed were backfilled); a record without it is taken to have one."""
+    return bool(record.get("uses_latent", True))
+
+
+def mi_noise(record: dict[str, Any], key: str = "test") -> float:
+    """The MI noise floor of a record's evaluation (:func:`bench.metrics.mi_noise_floor`); derived
+    from the latent size and the sentences for records written before it was stored."""
+    test = record["metrics"][key]
+    if "mi_noise" in test:
+        return float(test["mi_noise"])
+    from bench.metrics import mi_noise_floor
+    latent = record.get("config", {}).get("model", {}).get("latent_dim") if uses_latent(record) else 0
+    if latent is None or not test.get("sentences"):
+        return math.nan  # not enough in the record to say
+    return mi_noise_floor(latent, int(test["sentences"]))
+
+
+def hardware_label(record: dict[str, Any]) -> str:
+    """Short name of the hardware a record ran on, e.g. 'NVIDIA H100' or 'CPU x2'."""
+    hardware = record.get("environment", {}).get("hardware", {})
+    return hardware.get("gpu") or f"CPU x{hardware.get('torch_threads', '?')}"
+
+
+def timing_condition(record: dict[str, Any]) -> str | None:
+    """The conditions a run's training time was measured under, as a label: hardware, trials
+    trained at once, and on a CPU whether the run had its cores (``train_cpu_share``, the
+    process's CPU time per wall-clock second per thread, at least ``OWN_CORES_SHARE``) or
+    shared them with other work. Training times are compared only between runs of one
+    condition that is not ``shared cores`` (bench.compare.time_ratio). None for records made
+    before the conditions were recorded."""
+    timing, hardware = record.get("timing", {}), hardware_label(record)
+    share = timing.get("train_cpu_share")
+    if share is None or (isinstance(share, float) and math.isnan(share)):
+        return None
+    at_once = f"{record.get('concurrent_trials', 1)} trial(s) at once"
+    if record.get("environment", {}).get("hardware", {}).get("gpu"):
+        return f"{hardware}, {at_once}"
+    return f"{hardware}, {at_once}, {'own cores' if share >= OWN_CORES_SHARE else 'shared cores'}"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from bench import records, report
+from bench import files, records, report
 from bench import results as results_layer
 from bench.errors import BenchError, run_cli
 from bench.plots import pyplot, save
@@ -204,7 +204,7 @@ def write_scale_report(studies: list[tuple[Path, Path]], out: Path) -> Path:
     for experiment_path, results in studies:
         lines += study_section(experiment_path, results, out / "figures")
     path = out / "SCALE.md"
-    records.make_output_dir(out)
+    files.make_output_dir(out)
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from bench import records
+from bench import files, records
 from bench.config import build_run_config, from_dict, yaml_error
 from bench.errors import BenchError, run_cli
 from bench.method import build_method, method_settings
@@ -156,8 +156,8 @@ def adopt_finished_twin(path: Path, label: str, results: Path, log) -> bool:
             record = records.load_record(twin)
             origin = str(twin.parent.relative_to(results))
             record.update(label=label, adopted_from=record.get("adopted_from", origin))
-            records.make_output_dir(path.parent)
-            records.write_json_atomic(path, record)
+            files.make_output_dir(path.parent)
+            files.write_json_atomic(path, record)
             log(f"{label}/{record['dataset']}/seed{record['seed']}: the same configuration finished as {origin}; "
                 "its record is reused, not trained again")
             return True
@@ -229,7 +229,7 @@ def store_record(result: dict, trial: Trial, profile: str, results: Path) -> Non
                 return  # written by the trial itself (same machine or shared storage)
         except (OSError, ValueError):
             pass
-    records.write_json_atomic(path, record)
+    files.write_json_atomic(path, record)
 
 
 def check_gpus(resources: Resources, attached: bool) -> None:

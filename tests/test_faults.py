@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import records, runlock
+from bench import files, records, runlock
 from bench.errors import BenchError
 from bench.lifecycle import run
 
@@ -144,7 +144,7 @@ def disk_full(after_calls: int):
 def test_a_full_disk_leaves_no_partial_file_and_the_previous_checkpoint_intact(tmp_path, smoke_config, monkeypatch):
     config = smoke_config("vae", train={"max_epochs": 3})
     save = torch.save
-    monkeypatch.setattr(records.torch, "save", disk_full(after_calls=1)(save))
+    monkeypatch.setattr(torch, "save", disk_full(after_calls=1)(save))
     with pytest.raises(BenchError) as failure:
         run(config, tmp_path, log=quiet)
     message = str(failure.value)
@@ -155,8 +155,8 @@ def test_a_full_disk_leaves_no_partial_file_and_the_previous_checkpoint_intact(t
     assert not list(folder.glob("*.tmp"))
     assert json.loads((folder / records.RECORD_NAME).read_text())["status"] == "failed"
 
-    monkeypatch.setattr(records.torch, "save", save)
-    monkeypatch.setattr(records.json, "dump", disk_full(after_calls=0)(json.dump))  # the final record fails
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(files.json, "dump", disk_full(after_calls=0)(json.dump))  # the final record fails
     with pytest.raises(BenchError, match="record.json .No space left on device."):
         run(config, tmp_path, log=quiet)
     assert json.loads((folder / records.RECORD_NAME).read_text())["status"] == "failed"  # the old file, whole

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from bench import results as results_layer
 from bench import records
 from bench.diagnose import lagging, panel_statistics, summary_lines
 from bench.report import answers, write_report
@@ -28,7 +29,7 @@ def test_report_has_every_question_tables_and_figures(tmp_path, smoke_config):
     test = {label: r["metrics"]["test"] for label, r in found.items()}
     assert f"VAE: KL {test['vae']['kl']:.2f}, MI {test['vae']['mi']:.2f}" in text
     hours = {label: r["timing"]["train_hours"] for label, r in found.items()}
-    conditions = {records.timing_condition(found[label]) for label in ("pooling", "aggressive+kl_anneal")}
+    conditions = {results_layer.timing_condition(found[label]) for label in ("pooling", "aggressive+kl_anneal")}
     if len(conditions) == 1 and not conditions.pop().endswith("shared cores"):  # timed alike: a ratio
         assert f"pooling / aggressive+kl_anneal = {hours['pooling'] / hours['aggressive+kl_anneal']:.2f} (" in text
     else:  # this machine was busy while the test ran: no ratio, and the report says why

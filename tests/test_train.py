@@ -112,7 +112,8 @@ def test_cli_errors_are_one_line(tmp_path):
     result = cli("--method", "vea", "--profile", "smoke", "--out", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: unknown method 'vea'. Did you mean 'vae'? Available: aggressive, "
-                                     "beta_vae, bn_vae, cyclical, free_bits, kl_anneal, lm, pooling, pretrain_fb, sa_vae, vae "
+                                     "beta_vae, bn_vae, cyclical, free_bits, kl_anneal, lm, pooling, pretrain_fb, sa_vae, skip_vae, vae, "
+                                     "word_dropout "
                                      "(combine with '+', e.g. pooling+kl_anneal)")
     result = cli("--method", "vae", "--dataset", "nope", "--data-dir", str(tmp_path), "--profile", "smoke")
     assert result.returncode == 2 and "dataset folder" in result.stderr and len(result.stderr.splitlines()) == 1

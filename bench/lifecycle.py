@@ -47,10 +47,8 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
     its folder's lock (:mod:`bench.runlock`): a run that another live process is training
     raises :class:`~bench.runlock.RunLocked` and trains nothing.
     """
-    method = build_method(config.method, config.methods, f"profile {config.profile}")
-    settings = method_settings(method)
-    identifier = records.run_id(config, settings)
-    folder = records.run_dir(results, config, identifier, label)
+    plan = plan_run(config, results, label, extra)
+    folder = plan.folder
     finished = _finished_record(folder, resume, log)
     if finished is not None:
         return finished
@@ -58,7 +56,6 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
     corpus = load_corpus(config.dataset, config.data, data_dir)  # a missing dataset fails before any folder exists
     files.make_output_dir(folder)
     with runlock.hold(folder, log) as touch:
-        plan = RunPlan(config, method, settings, identifier, folder, label, extra)
         return _finished_record(folder, resume, log) or _train(plan, corpus, torch_device, progress, log, resume,
                                                                on_epoch, touch)  # (finished by a holder before us?)
 
@@ -84,6 +81,17 @@ class RunPlan:
     folder: Path
     label: str | None
     extra: dict[str, Any] | None
+
+
+def plan_run(config: RunConfig, results: Path, label: str | None = None,
+             extra: dict[str, Any] | None = None) -> RunPlan:
+    """The one place a run's identity is derived: its method built from the config, the
+    method's settings as used, the run id hashing both with the config, and its folder."""
+    method = build_method(config.method, config.methods, f"profile {config.profile}")
+    settings = method_settings(method)
+    identifier = records.run_id(config, settings)
+    return RunPlan(config, method, settings, identifier, records.run_dir(results, config, identifier, label),
+                   label, extra)
 
 
 def _train(plan: RunPlan, corpus: Corpus, torch_device, progress, log, resume, on_epoch, touch) -> dict[str, Any]:

@@ -27,6 +27,7 @@ Experiment file::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -38,7 +39,8 @@ import yaml
 from bench import files, records
 from bench.config import build_run_config, from_dict, yaml_error
 from bench.errors import BenchError, run_cli
-from bench.method import build_method, method_settings
+from bench.lifecycle import plan_run
+from bench.method import build_method
 from bench.metric_specs import TEST_METRICS, summary_line
 
 
@@ -132,10 +134,17 @@ def trial_config(trial: Trial, profile: str):
     return build_run_config(trial.method, trial.dataset, profile, trial.seed, trial.settings)
 
 
+_RECORD_PATHS: dict[tuple, Path] = {}  # (trial, profile, results) -> record path: derived once
+
+
 def record_path(trial: Trial, profile: str, results: Path) -> Path:
-    config = trial_config(trial, profile)
-    settings = method_settings(build_method(config.method, config.methods))
-    return records.run_dir(results, config, records.run_id(config, settings), trial.label) / records.RECORD_NAME
+    """Where ``trial``'s record lives (``lifecycle.plan_run``), derived once per trial and results folder."""
+    key = (trial.label, trial.method, trial.dataset, trial.seed, json.dumps(trial.settings, sort_keys=True),
+           profile, str(results))
+    if key not in _RECORD_PATHS:
+        folder = plan_run(trial_config(trial, profile), Path(results), trial.label).folder
+        _RECORD_PATHS[key] = folder / records.RECORD_NAME
+    return _RECORD_PATHS[key]
 
 
 def is_finished(path: Path) -> bool:
@@ -171,7 +180,6 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
     The final report carries the whole record, so the driver can write it into its own
     results folder even when this trial ran on another node with its own disk.
     """
-    import json
     import platform
 
     import ray
@@ -218,7 +226,6 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
 
 def store_record(result: dict, trial: Trial, profile: str, results: Path) -> None:
     """Write a trial's record into the driver's results folder, unless it is already there."""
-    import json
     if not result.get("record_json"):
         return
     record = json.loads(result["record_json"])

@@ -172,6 +172,13 @@ class Trainer:
         return result
 
     # -- epochs and schedule --------------------------------------------------------------
+    def step_once(self, batch: torch.Tensor) -> dict[str, Any]:
+        """One training update of the method on ``batch``, and the schedules' clock moved on:
+        what an epoch does per batch (perf and the tests take steps the same way)."""
+        stats = self.method.train_step(self.context, batch)
+        self.step += 1
+        return stats
+
     def train_epoch(self, progress: bool, on_step: Callable[["Trainer"], None] | None = None) -> dict[str, float]:
         """One pass over the shuffled training batches; averages per sentence and tokens/s.
 
@@ -189,8 +196,7 @@ class Trainer:
                                  leave=False, unit="batch", file=sys.stderr)
         last_line = started
         for index, batch in enumerate(batches, 1):
-            stats = self.method.train_step(self.context, batch)  # batches live on the device
-            self.step += 1
+            stats = self.step_once(batch)  # batches live on the device
             if on_step is not None:
                 on_step(self)
             for key in totals:

@@ -52,11 +52,11 @@ def time_training(trainer: Trainer, steps: int, warmup: int = 2) -> float:
     """Training tokens per second over ``steps`` updates, after ``warmup`` untimed ones."""
     batches = [b.to(trainer.device) for b in trainer.train_data]
     for i in range(warmup):
-        trainer.method.train_step(trainer.context, batches[i % len(batches)])
+        trainer.step_once(batches[i % len(batches)])
     synchronize(trainer.device)
     started, words = time.perf_counter(), 0
     for i in range(steps):
-        words += trainer.method.train_step(trainer.context, batches[i % len(batches)])["words"]
+        words += trainer.step_once(batches[i % len(batches)])["words"]
     synchronize(trainer.device)
     return float(words) / (time.perf_counter() - started)  # words: a tensor, read once (no per-step sync)
 
@@ -123,7 +123,7 @@ def _packed_trial(name, profile, overrides, device, steps, threads, barrier, que
     trainer = build_trainer(name, profile, overrides, device, steps)
     batches = [b.to(device) for b in trainer.train_data]
     for batch in batches[:2]:
-        trainer.method.train_step(trainer.context, batch)
+        trainer.step_once(batch)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     barrier.wait()

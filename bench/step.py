@@ -79,6 +79,11 @@ class StepContext:
             out = self.model(batch) if mu is None else self.model.elbo_terms(batch, mu, logvar)
             return self.penalised(out).mean(), out
 
+    def encode(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x)'s parameters from the encoder, at the training precision (``train.bf16``)."""
+        with self._precision():
+            return self.model.encode(batch)
+
     def _precision(self) -> torch.autocast:
         """bfloat16 autocast for the forward pass when ``train.bf16`` is set (the backward
         follows the forward's dtypes); the model keeps losses and KL terms in float32."""
@@ -95,15 +100,16 @@ class StepContext:
         return self._update(batch, encoder=False)
 
     def _update(self, batch: torch.Tensor, encoder: bool = True, decoder: bool = True) -> StepStatistics:
-        self.model.zero_grad(set_to_none=True)
         loss, out = self.objective(batch)
         return self.step_on(loss, out, batch, encoder, decoder)
 
     def step_on(self, loss: torch.Tensor, out: VaeOutput, batch: torch.Tensor, encoder: bool = True,
                 decoder: bool = True) -> StepStatistics:
-        """Back-propagate ``loss`` (the objective's batch mean, gradients zeroed before it was
-        computed), clip the gradient norm over all parameters as the reference does, step the
-        chosen sides; returns the step's statistics (sums over the batch)."""
+        """Back-propagate ``loss`` (the objective's batch mean) from zeroed gradients (whatever
+        a method did before, no earlier step's gradients are added), clip the gradient norm
+        over all parameters as the reference does, step the chosen sides; returns the step's
+        statistics (sums over the batch)."""
+        self.model.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         if encoder and self.encoder_optimizer is not None:

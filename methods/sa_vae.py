@@ -70,10 +70,8 @@ class SemiAmortizedVAE(Method):
     differentiates_twice = True  # back-propagates through the SVI steps
 
     def train_step(self, context: StepContext, batch: torch.Tensor) -> StepStatistics:
-        model = context.model
-        model.zero_grad(set_to_none=True)
-        mu0, logvar0 = model.encode(batch)
-        mu, logvar = refine(model, batch, mu0, logvar0, self.settings, context.sentence_objective,
+        mu0, logvar0 = context.encode(batch)
+        mu, logvar = refine(context.model, batch, mu0, logvar0, self.settings, context.sentence_objective,
                             create_graph=True)
         return context.step_on(*context.objective(batch, mu, logvar), batch)
 

@@ -28,8 +28,7 @@ def make_trainer(smoke_config, method_spec, **settings):
 def test_every_method_trains_and_evaluates(smoke_config, name):
     trainer = make_trainer(smoke_config, name)
     for batch in list(trainer.train_data)[:2]:
-        stats = trainer.method.train_step(trainer.context, batch)
-        trainer.step += 1
+        stats = trainer.step_once(batch)
         assert math.isfinite(stats["loss"]) and stats["sentences"] == batch.size(0)
     result = trainer.test()
     assert all(math.isfinite(result[key]) for key in ("nll", "kl", "mi", "ppl", "elbo_nll"))
@@ -123,7 +122,7 @@ def test_bn_vae_scale_stays_fixed(smoke_config):
     trainer = make_trainer(smoke_config, "bn_vae", bn_vae={"gamma": 0.7})
     layer = trainer.model.mean_layer
     for batch in list(trainer.train_data)[:3]:
-        trainer.method.train_step(trainer.context, batch)
+        trainer.step_once(batch)
     assert torch.all(layer.weight == 0.7) and not layer.weight.requires_grad
     assert layer.bias.abs().sum() > 0  # the bias is learned
     with torch.no_grad():  # in training mode the mean's spread across the batch is gamma (plus BN's eps)
@@ -145,7 +144,7 @@ def test_bn_vae_normalised_means_are_active_at_initialisation(smoke_config):
 
 def test_bn_vae_accepts_a_training_batch_of_one_sentence(smoke_config):
     trainer = make_trainer(smoke_config, "bn_vae")
-    stats = trainer.method.train_step(trainer.context, pad_batch(trainer.corpus.splits["train"][:1]))
+    stats = trainer.step_once(pad_batch(trainer.corpus.splits["train"][:1]))
     assert math.isfinite(stats["loss"])
 
 
@@ -165,7 +164,7 @@ def test_aggressive_inner_phase_updates_the_encoder_only(smoke_config):
     calls = []
     trainer.context.encoder_step = lambda b: calls.append("enc") or StepContext.encoder_step(trainer.context, b)
     trainer.context.decoder_step = lambda b: calls.append("dec") or StepContext.decoder_step(trainer.context, b)
-    trainer.method.train_step(trainer.context, batch)
+    trainer.step_once(batch)
     assert calls[-1] == "dec" and calls.count("dec") == 1 and 2 <= calls.count("enc") <= 5
 
 
@@ -205,7 +204,7 @@ def test_aggressive_inner_loop_stops_when_the_loss_per_word_rises(smoke_config):
 
     trainer.context.encoder_step = fake_encoder_step
     trainer.context.decoder_step = lambda batch: {"decoder": 1}
-    trainer.method.train_step(trainer.context, next(iter(trainer.train_data)))
+    trainer.step_once(next(iter(trainer.train_data)))
     assert len(steps) == 15
 
 
@@ -236,7 +235,7 @@ def test_sa_vae_refinement_does_not_lower_the_elbo(smoke_config):
     trainer = make_trainer(smoke_config, "sa_vae", sa_vae={"svi_steps": 2})
     model = trainer.model
     for batch in list(trainer.train_data)[:3]:  # a slightly trained model, not the init
-        trainer.method.train_step(trainer.context, batch)
+        trainer.step_once(batch)
     model.eval()
     batch = next(iter(trainer.train_data))
     mu, logvar = model.encode(batch)
@@ -345,5 +344,19 @@ def test_decoder_side_methods_combine_with_others(smoke_config, combination):
     trainer = make_trainer(smoke_config, combination)
     assert isinstance(trainer.model.decoder_input, torch.nn.Module) == combination.startswith("word_dropout")
     for batch in list(trainer.train_data)[:2]:
-        assert math.isfinite(trainer.method.train_step(trainer.context, batch)["loss"])
+        assert math.isfinite(trainer.step_once(batch)["loss"])
     assert math.isfinite(trainer.test()["nll"])
+
+
+def test_a_step_starts_from_zeroed_gradients_whatever_the_method_left(smoke_config):
+    """A train_step that forgets to zero gradients (or leaves some from its own work) still
+    steps on this batch's gradient alone: step_on zeroes them before back-propagating."""
+    batch = next(iter(make_trainer(smoke_config, "vae").train_data))
+    clean, dirty = make_trainer(smoke_config, "vae"), make_trainer(smoke_config, "vae")
+    for parameter in dirty.model.parameters():
+        parameter.grad = torch.full_like(parameter, 100.0)  # stale gradients from elsewhere
+    for trainer in (clean, dirty):
+        torch.manual_seed(0)  # the same z sample and dropout masks in both
+        trainer.context.step_on(*trainer.context.objective(batch), batch)
+    for a, b in zip(clean.model.parameters(), dirty.model.parameters()):
+        assert torch.equal(a, b)

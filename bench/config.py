@@ -1,9 +1,10 @@
 """Typed run configuration: YAML profiles on disk, frozen dataclasses in code.
 
 A profile (``bench/profiles/<name>.yaml``) gives the sections ``data``, ``model``,
-``train``, ``eval`` and, optionally, ``methods`` (per-method settings keyed by method
-name). Command-line overrides use dotted keys (``--set model.hidden_dim=256``,
-``--set kl_anneal.warm_up=5``). Every key is checked against the dataclass fields, so a
+``train``, ``eval`` and, optionally, a section per method (``kl_anneal: {warm_up: 2}``),
+nested as in experiments and on the command line, whose overrides use dotted keys
+(``--set model.hidden_dim=256``, ``--set kl_anneal.warm_up=5``); older profiles that put
+the method sections under ``methods:`` read the same. Every key is checked against the dataclass fields, so a
 typo is an error naming the key and the file instead of a silently ignored setting.
 """
 
@@ -207,7 +208,7 @@ def build_run_config(method: str, dataset: str, profile: str = "cpu", seed: int 
     merged: dict[str, dict[str, Any]] = {}
     for layer, where in ((raw, source), (overrides or {}, "--set")):
         for section, values in layer.items():
-            if section == "methods":  # profile files nest method settings under "methods"
+            if section == "methods":  # older profiles nest the method sections under "methods"
                 for name, settings in (values or {}).items():
                     merged.setdefault(name, {}).update(_mapping(settings, f"{where}: methods.{name}"))
                 continue

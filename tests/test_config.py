@@ -55,3 +55,16 @@ def test_an_override_that_a_profile_cap_would_undo_is_refused():
         ["data.synthetic_train=5000", "data.max_train_sentences=5000"]))
     assert config.data.synthetic_train == 5000 and config.data.max_train_sentences == 5000
     build_run_config("vae", "synthetic", "cpu_text", 0, parse_overrides(["data.synthetic_train=1000"]))
+
+
+def test_method_sections_read_the_same_at_the_top_level_or_under_methods(tmp_path):
+    """One nesting for method settings in profiles, experiments and --set; older profiles still read."""
+    from bench.config import build_run_config
+    top, old = tmp_path / "top.yaml", tmp_path / "old.yaml"
+    top.write_text("train: {max_epochs: 2}\nkl_anneal: {warm_up: 3}\n")
+    old.write_text("train: {max_epochs: 2}\nmethods:\n  kl_anneal: {warm_up: 3}\n")
+    configs = [build_run_config("kl_anneal", "synthetic", str(path), 0, {}) for path in (top, old)]
+    assert configs[0].methods == configs[1].methods == {"kl_anneal": {"warm_up": 3}}
+    assert configs[0].to_dict() == {**configs[1].to_dict(), "profile": "top"}  # same run, other profile name
+    overridden = build_run_config("kl_anneal", "synthetic", str(top), 0, {"kl_anneal": {"warm_up": 5}})
+    assert overridden.methods["kl_anneal"] == {"warm_up": 5}

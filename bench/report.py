@@ -150,6 +150,22 @@ def describe(interval, digits: int = 2) -> str:
     return f"{interval.estimate:+.{digits}f} [{interval.low:+.{digits}f}, {interval.high:+.{digits}f}], {verdict}"
 
 
+def first_true(rules) -> str:
+    """The sentence of the first (condition, sentence) pair whose condition holds: a verdict
+    read as a table, top to bottom (the last condition is True)."""
+    return next(sentence for condition, sentence in rules if condition)
+
+
+def above_zero(interval: Interval) -> bool:
+    """Distinguishably positive at 95%: the interval lies above 0."""
+    return interval.excludes_zero and interval.estimate > 0
+
+
+def below_zero(interval: Interval) -> bool:
+    """Distinguishably negative at 95%: the interval lies below 0."""
+    return interval.excludes_zero and interval.estimate < 0
+
+
 def collapsed(kl: float, mi: float, au: float) -> bool:
     """No active unit, and either no KL or no information in it (a method may force KL up: free bits)."""
     return au < 1 and min(kl, mi) < COLLAPSED_KL
@@ -299,12 +315,12 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str
         mi = change(pooling, BASELINE, "mi")
         vae_collapsed = collapsed(vae_kl, get(BASELINE, "mi"), vae_au)
         pool_collapsed = collapsed(pool_kl, get(pooling, "mi"), pool_au)
-        verdict = ("pooling prevented collapse where the VAE collapsed" if vae_collapsed and not pool_collapsed
-                   and mi.excludes_zero and mi.estimate > 0 else
-                   "both collapsed: pooling did not prevent collapse here" if pool_collapsed and vae_collapsed
-                   else "neither collapsed" if not vae_collapsed and not pool_collapsed else
-                   "the VAE kept its latent but pooling collapsed" if pool_collapsed else
-                   "pooling kept more KL, but its MI gain over the VAE is not distinguishable at 95%")
+        verdict = first_true((
+            (vae_collapsed and not pool_collapsed and above_zero(mi), "pooling prevented collapse where the VAE collapsed"),
+            (pool_collapsed and vae_collapsed, "both collapsed: pooling did not prevent collapse here"),
+            (not vae_collapsed and not pool_collapsed, "neither collapsed"),
+            (pool_collapsed, "the VAE kept its latent but pooling collapsed"),
+            (True, "pooling kept more KL, but its MI gain over the VAE is not distinguishable at 95%")))
         text.append(f"**RQ2 ({dataset}; test: Welch's 95% interval over seeds).** VAE: KL {vae_kl:.2f}, MI {get(BASELINE, 'mi'):.2f}, AU {vae_au:.1f}; "
                     f"max pooling: KL {pool_kl:.2f}, MI {get(pooling, 'mi'):.2f}, AU {pool_au:.1f}; MI pooling − VAE "
                     f"{describe(mi)}: {verdict}, {scale}. The paper claims pooling prevents collapse.")
@@ -314,17 +330,17 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str
         if ratio is None:
             timing = f"Training times: no ratio, {condition}; no speed verdict."
         else:
-            faster = ("faster, as claimed" if ratio.high < 1 else "slower, unlike the claim" if ratio.low > 1 else
-                      "not distinguishably faster (one seed: no interval)" if math.isnan(ratio.low) else
-                      "not distinguishably faster or slower")
+            faster = first_true(((ratio.high < 1, "faster, as claimed"), (ratio.low > 1, "slower, unlike the claim"),
+                                 (math.isnan(ratio.low), "not distinguishably faster (one seed: no interval)"),
+                                 (True, "not distinguishably faster or slower")))
             timing = (f"Training time pooling / {best} = {ratio.estimate:.2f}"
                       + ("" if math.isnan(ratio.low) else f" [{ratio.low:.2f}, {ratio.high:.2f}]")
                       + f" ({condition}): pooling is {faster} (test: Welch's interval on log training hours over "
                       "seeds, between runs timed under one condition).")
         nll = change(pooling, best, "nll")
-        verdict = ("pooling is worse than the previous best, unlike the paper's claim" if nll.excludes_zero
-                   and nll.estimate > 0 else "pooling is better than the previous best" if nll.excludes_zero
-                   else "the NLLs are not distinguishable (the paper claims they match)")
+        verdict = first_true(((above_zero(nll), "pooling is worse than the previous best, unlike the paper's claim"),
+                              (below_zero(nll), "pooling is better than the previous best"),
+                              (True, "the NLLs are not distinguishable (the paper claims they match)")))
         text.append(f"**RQ3 ({dataset}).** Test NLL pooling {get(pooling, 'nll'):.2f} vs {best} {get(best, 'nll'):.2f}; "
                     f"pooling − {best} (nats) {describe(nll)}: {verdict} (test: Welch's 95% interval over seeds). "
                     + timing)
@@ -333,9 +349,9 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str) -> list[str
         without_latent = summary[(summary["dataset"] == dataset) & ~summary["uses_latent"].astype(bool)]
         lm_label = without_latent["label"].iloc[0] if len(without_latent) else None
         lm_note = lm_comparison(summary, dataset, lm_label) if lm_label else ""
-        verdict = ("a better log-likelihood from the simple change, as claimed" if nll.excludes_zero
-                   and nll.estimate < 0 else "a worse log-likelihood, unlike the claim" if nll.excludes_zero
-                   else "no distinguishable change")
+        verdict = first_true(((below_zero(nll), "a better log-likelihood from the simple change, as claimed"),
+                              (above_zero(nll), "a worse log-likelihood, unlike the claim"),
+                              (True, "no distinguishable change")))
         text.append(f"**RQ4 ({dataset}; test: Welch's 95% interval over seeds).** Pooling − standard VAE test NLL "
                     f"(nats) {describe(nll)}: {verdict}.{lm_note}")
     return text

@@ -9,7 +9,7 @@ from bench.config import ModelConfig
 from bench.data import PAD_ID, pad_batch
 from bench.metrics import (active_units, evaluate, iw_log_likelihood, kl_to_prior, mi_noise_floor,
                            mutual_information)
-from bench.model import SequenceVAE
+from bench.model import ModelHooks, SequenceVAE
 
 
 class LinearGaussian:
@@ -233,7 +233,7 @@ def test_optimised_paths_equal_the_previous_implementation(summary):
     torch.manual_seed(0)
     model = SequenceVAE(50, ModelConfig(embed_dim=8, encoder_hidden=12, decoder_hidden=12, latent_dim=3,
                                         init_scale=0.3, embed_init_scale=0.5),
-                        summary=MaskedPooling("max") if summary == "max" else None)
+                        hooks=ModelHooks(summary=MaskedPooling("max") if summary == "max" else None))
     x = pad_batch([[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17], [18]])
     mask = x != PAD_ID
     states, _ = model.encoder_states(x)

@@ -25,21 +25,33 @@ class Interrupted(KeyboardInterrupt):
         self.exit_code = exit_code
 
 
+_SIGNALLED: list[int] = []  # SIGTERM received (a library may turn our exception into a plain Ctrl-C)
+
+
 def _terminate(signum, frame) -> None:
+    _SIGNALLED.append(signum)
     raise Interrupted("terminated (SIGTERM)", 128 + signum)
+
+
+def handle_sigterm() -> None:
+    """SIGTERM raises :class:`Interrupted` (handled as Ctrl-C). Called again after a library
+    that installs its own handler (``ray.init`` prints a stack dump and exits) so that ours wins."""
+    signal.signal(signal.SIGTERM, _terminate)
 
 
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run ``main`` and turn a :class:`BenchError` into ``error: ...`` on stderr, and Ctrl-C or
     SIGTERM into ``interrupted: ...`` (SIGTERM is handled as Ctrl-C, so that both stop at the
     same places and keep the same files)."""
-    signal.signal(signal.SIGTERM, _terminate)
+    handle_sigterm()
     try:
         code = main()
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as err:
+        if not isinstance(err, Interrupted) and _SIGNALLED:  # e.g. Ray Tune re-raised our SIGTERM as Ctrl-C
+            err = Interrupted("terminated (SIGTERM); results already written are kept", 128 + _SIGNALLED[0])
         print(f"interrupted: {err if isinstance(err, Interrupted) else 'results already written are kept'}",
               file=sys.stderr)
         sys.exit(getattr(err, "exit_code", 130))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ import yaml
 
 from bench import files, records
 from bench.config import build_run_config, from_dict, yaml_error
-from bench.errors import BenchError, run_cli
+from bench.errors import BenchError, handle_sigterm, run_cli
 from bench.lifecycle import plan_run
 from bench.method import build_method
 from bench.metric_specs import TEST_METRICS, summary_line
@@ -391,6 +392,8 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
         ray.init(address=address if attached else "local", include_dashboard=False, log_to_driver=verbose,
                  logging_level=logging.INFO if verbose else logging.ERROR,
                  **({} if attached else {"num_cpus": cpus or os.cpu_count()}))
+        if threading.current_thread() is threading.main_thread():
+            handle_sigterm()  # Ray's own handler dumps a stack; ours ends with one line, Ray shut down
         try:
             check_gpus(experiment.resources, attached)
             to_run = pending

@@ -64,6 +64,25 @@ def test_two_sweeps_started_together_train_each_run_once(tmp_path):
     assert "not trained here" in log  # the sweeps did meet on a run (else this test proves nothing)
 
 
+def test_sigterm_stops_a_sweep_with_one_line_and_a_rerun_finishes_it(tmp_path):
+    """Ray installs its own SIGTERM handler (a stack dump); the sweep's own must win."""
+    experiment = tmp_path / "slow.yaml"
+    experiment.write_text("profile: smoke\ndatasets: [synthetic]\nseeds: [0]\nresources: {cpu: 1, gpu: 0}\n"
+                          "settings: {data: {synthetic_train: 6000, max_train_sentences: 6000}, train: {max_epochs: 6}}\n"
+                          "runs: [vae]\n")
+    results = tmp_path / "results"
+    sweep = python("-m", "bench.sweep", str(experiment), "--results", str(results))
+    wait_for(lambda: any(results.rglob(records.CHECKPOINT_NAME)) or sweep.poll() is not None, seconds=300)
+    assert sweep.poll() is None, sweep.communicate()  # still training: its first epoch is checkpointed
+    sweep.send_signal(signal.SIGTERM)
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 128 + signal.SIGTERM, out + err
+    assert "interrupted: terminated (SIGTERM)" in err and "SIGTERM received" not in out + err
+    again = subprocess.run([sys.executable, "-m", "bench.sweep", str(experiment), "--results", str(results)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "1 finished" in again.stdout, again.stdout + again.stderr
+
+
 def test_a_live_lock_is_respected_and_a_dead_holders_lock_is_taken_over(tmp_path, smoke_config):
     folder = tmp_path / "run"
     folder.mkdir()

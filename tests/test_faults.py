@@ -45,13 +45,19 @@ def wait_for(condition, seconds=120.0):
         time.sleep(0.1)
 
 
+def smoke_sweep(tmp_path, seeds: str, runs: str, sentences: int, epochs: int = 2) -> list[str]:
+    """A smoke-profile experiment file; returns the arguments of a sweep of it into tmp_path/results."""
+    experiment = tmp_path / "experiment.yaml"
+    experiment.write_text(f"profile: smoke\ndatasets: [synthetic]\nseeds: {seeds}\nresources: {{cpu: 1, gpu: 0}}\n"
+                          f"settings: {{data: {{synthetic_train: {sentences}, max_train_sentences: {sentences}}}, "
+                          f"train: {{max_epochs: {epochs}}}}}\nruns: {runs}\n")
+    return ["-m", "bench.sweep", str(experiment), "--results", str(tmp_path / "results")]
+
+
 def test_two_sweeps_started_together_train_each_run_once(tmp_path):
-    experiment = tmp_path / "two.yaml"
-    experiment.write_text("profile: smoke\ndatasets: [synthetic]\nseeds: [0, 1]\nresources: {cpu: 1, gpu: 0}\n"
-                          "settings: {data: {synthetic_train: 1500, max_train_sentences: 1500}}\n"
-                          "runs: [vae, lm, pooling, beta_vae]\n")
+    command = smoke_sweep(tmp_path, "[0, 1]", "[vae, lm, pooling, beta_vae]", 1500)
     results = tmp_path / "results"
-    sweeps = [python("-m", "bench.sweep", str(experiment), "--results", str(results)) for _ in range(2)]
+    sweeps = [python(*command) for _ in range(2)]
     outputs = [sweep.communicate(timeout=600) for sweep in sweeps]
     assert [sweep.returncode for sweep in sweeps] == [0, 0], outputs
     log = "".join(out for out, _ in outputs)
@@ -66,20 +72,16 @@ def test_two_sweeps_started_together_train_each_run_once(tmp_path):
 
 def test_sigterm_stops_a_sweep_with_one_line_and_a_rerun_finishes_it(tmp_path):
     """Ray installs its own SIGTERM handler (a stack dump); the sweep's own must win."""
-    experiment = tmp_path / "slow.yaml"
-    experiment.write_text("profile: smoke\ndatasets: [synthetic]\nseeds: [0]\nresources: {cpu: 1, gpu: 0}\n"
-                          "settings: {data: {synthetic_train: 6000, max_train_sentences: 6000}, train: {max_epochs: 6}}\n"
-                          "runs: [vae]\n")
+    command = smoke_sweep(tmp_path, "[0]", "[vae]", 6000, epochs=6)
     results = tmp_path / "results"
-    sweep = python("-m", "bench.sweep", str(experiment), "--results", str(results))
+    sweep = python(*command)
     wait_for(lambda: any(results.rglob(records.CHECKPOINT_NAME)) or sweep.poll() is not None, seconds=300)
     assert sweep.poll() is None, sweep.communicate()  # still training: its first epoch is checkpointed
     sweep.send_signal(signal.SIGTERM)
     out, err = sweep.communicate(timeout=120)
     assert sweep.returncode == 128 + signal.SIGTERM, out + err
     assert "interrupted: terminated (SIGTERM)" in err and "SIGTERM received" not in out + err
-    again = subprocess.run([sys.executable, "-m", "bench.sweep", str(experiment), "--results", str(results)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    again = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "1 finished" in again.stdout, again.stdout + again.stderr
 
 

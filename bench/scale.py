@@ -115,10 +115,12 @@ def separation_lines(study: pd.DataFrame, experiment: Experiment) -> list[str]:
         tested = [p for p, v in by_point.items() if v in ("separates", "does not")]
         order = list(experiment.points)
         untested = [p for p in order[:order.index(apart[0])] if p not in tested] if apart else []
-        first = (f"separates at {apart[0]}; the points before it ({', '.join(untested)}) not tested yet" if untested
-                 else f"first separates at {apart[0]}" if apart else
-                 f"separates at no point tested (the largest tested: {tested[-1]})" if tested else
-                 "not testable yet (fewer than 2 seeds a side at every point)")
+        head, last = (apart or [""])[0], (tested or [""])[-1]
+        first = report.first_true((
+            (bool(untested), f"separates at {head}; the points before it ({', '.join(untested)}) not tested yet"),
+            (bool(apart), f"first separates at {head}"),
+            (bool(tested), f"separates at no point tested (the largest tested: {last})"),
+            (True, "not testable yet (fewer than 2 seeds a side at every point)")))
         pooling = " (max pooling, the paper's method)" if label in report.POOLING_LABELS else ""
         lines.append(f"- **{label}**{pooling}: {first}; {tried}.")
     return lines or ["- No point has 2 or more seeds of the VAE and of a remedy yet: no separation can be tested."]

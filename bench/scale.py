@@ -164,7 +164,8 @@ def plot_study(study: pd.DataFrame, experiment: Experiment, name: str, out: Path
         mi_axis.legend(floor_patch, ["MI noise floor (±2 sd)"], fontsize=8, loc="upper left")
     seeds = study.groupby(["label", "point"]).size()
     figure.suptitle(f"Scale study, {name}: {' / '.join(axis_keys(experiment))} ({experiment.profile} profile; "
-                    f"mean over {seeds.min()}-{seeds.max()} seeds per point, bars: 95% t-interval, none with one seed)")
+                    f"mean over {seeds.min()}" + (f"-{seeds.max()}" if seeds.max() > seeds.min() else "")
+                    + " seeds per point, bars: 95% t-interval, none with one seed)")
     return save(figure, out / f"scale_{name}")
 
 

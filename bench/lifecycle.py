@@ -22,7 +22,6 @@ from typing import Any, Callable
 
 from bench import environment as run_environment
 from bench import files, records, runlock
-from bench import results as results_layer
 from bench.config import RunConfig
 from bench.data import SYNTHETIC, Corpus, load_corpus
 from bench.errors import BenchError, Interrupted
@@ -173,7 +172,7 @@ def finish(record: dict[str, Any], trainer: Trainer, stop_reason: str, log: Call
         timing={"train_seconds": trainer.train_seconds, "valid_eval_seconds": eval_before,
                 "test_eval_seconds": trainer.eval_seconds - eval_before,
                 "train_hours": trainer.train_seconds / 3600,
-                # the conditions the time was measured under (results_layer.timing_condition)
+                # the conditions the time was measured under (results.timing_condition)
                 "train_cpu_share": cpu_share(trainer.train_cpu_seconds, trainer.train_seconds),
                 "load_per_core": statistics.fmean(row.get("load_per_core", math.nan) for row in trainer.curves)},
         curves=trainer.curves,

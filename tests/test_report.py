@@ -6,7 +6,6 @@ import math
 import pytest
 
 from bench import results as results_layer
-from bench import records
 from bench.diagnose import lagging, panel_statistics, summary_lines
 from bench.report import answers, write_report
 from bench.lifecycle import run

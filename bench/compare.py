@@ -69,7 +69,7 @@ def time_ratio(frame: pd.DataFrame, dataset: str, label: str, reference: str) ->
 
     The ratio of geometric means over seeds, with Welch's interval on log training hours,
     exponentiated (NaN bounds with fewer than 2 seeds a side). Only between runs timed under
-    one recorded condition in which each run had its cores (:func:`bench.results_layer.timing_condition`):
+    one recorded condition in which each run had its cores (:func:`bench.results.timing_condition`):
     a time measured beside other work measures the other work too."""
     a, b = runs_of(frame, dataset, label), runs_of(frame, dataset, reference)
     if not len(a) or not len(b):
@@ -80,7 +80,7 @@ def time_ratio(frame: pd.DataFrame, dataset: str, label: str, reference: str) ->
     if conditions.nunique() > 1:
         return None, "timed under different conditions: " + "; ".join(sorted(conditions.unique()))
     condition = conditions.iloc[0]
-    if condition.endswith("shared cores"):
+    if not results_layer.timed_alone(condition):
         return None, f"timed while other work shared the cores ({condition})"
     gap = welch_difference(*(runs["train_hours"].astype(float).apply(math.log) for runs in (a, b)))
     return Interval(math.exp(gap.estimate), math.exp(gap.low), math.exp(gap.high), gap.n), condition
@@ -202,7 +202,7 @@ def best_values(measured: pd.DataFrame) -> dict[str, float]:
     same_sentences = measured[measured["iw_sentences"] == usual.iloc[0]] if len(usual) else measured
     conditions = measured["timing_condition"]
     comparable_times = (conditions.notna().all() and conditions.nunique() == 1
-                        and not str(conditions.iloc[0]).endswith("shared cores"))
+                        and results_layer.timed_alone(conditions.iloc[0]))
     for metric in (*TEST_METRICS, *([TRAIN_HOURS] if comparable_times else [])):
         if metric.better is None:
             continue

@@ -44,6 +44,7 @@ import pandas as pd
 from bench import records
 from bench.metric_specs import TEST_METRICS
 
+SHARED_CORES = "shared cores"  # the condition of a CPU run below OWN_CORES_SHARE
 OWN_CORES_SHARE = 0.85  # a CPU run that got at least this CPU share (per thread) had its cores
 REFINED_SUFFIX = " [SVI-refined q]"  # the label of a row evaluated with the method's refined posterior
 EVALUATIONS = (("", "test"), (REFINED_SUFFIX, "test_refined"))
@@ -143,4 +144,10 @@ def timing_condition(record: dict[str, Any]) -> str | None:
     at_once = f"{record.get('concurrent_trials', 1)} trial(s) at once"
     if record.get("environment", {}).get("hardware", {}).get("gpu"):
         return f"{hardware}, {at_once}"
-    return f"{hardware}, {at_once}, {'own cores' if share >= OWN_CORES_SHARE else 'shared cores'}"
+    return f"{hardware}, {at_once}, {'own cores' if share >= OWN_CORES_SHARE else SHARED_CORES}"
+
+
+def timed_alone(condition: str | None) -> bool:
+    """Whether a timing condition is recorded and one under which times can be compared (the run
+    did not share its cores with other work)."""
+    return condition is not None and not condition.endswith(SHARED_CORES)

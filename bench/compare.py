@@ -280,21 +280,29 @@ def render_text(rows, columns, style: str, caption: str) -> str:
     return f"{caption}\n\n{table}\n" if style == "md" else f"{caption}\n{table}\n"
 
 
-def latex_escape(text: str) -> str:
-    """Text for pdflatex: special characters escaped, ±, Δ and − as math, a minus sign (not a
-    hyphen) before a number, and opening quotes that TeX renders as opening ones."""
-    text = (str(text).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&")
-            .replace("%", r"\%").replace("#", r"\#").replace("±", r"$\pm$").replace("−", "$-$")
-            .replace("Δ", r"$\Delta$"))
+def latex_typography(text: str) -> str:
+    """What pandas' LaTeX escaping leaves as Unicode or as typewriter quotes, for pdflatex: ±, Δ
+    and − as math, a minus sign (not a hyphen) before a number, and opening quotes that TeX
+    renders as opening ones. Applied to text already escaped."""
+    text = str(text).replace("±", r"$\pm$").replace("−", "$-$").replace("Δ", r"$\Delta$")
     text = re.sub(r"(?<![\w$.])-(?=\d)", "$-$", text)  # -0.31, [-1.2, ...]; not t-interval, 2-core
     text = re.sub(r'"([^"]*)"', r"``\1''", text)
     return re.sub(r"(?<!\w)'([^']+?)'(?!\w)", r"`\1'", text)  # 'cpu' -> `cpu'; the VAE's apostrophe stays
 
 
-def latex_cell(cell: Cell, layout: str) -> str:
-    """Compact: the detail as a smaller second line, under the value, which keeps the row's
-    baseline (a top-aligned tabular); wide: one line."""
-    main, detail = latex_escape(cell.main), latex_escape(cell.detail)
+def latex_escape(text: str) -> str:
+    """The caption's escaping: Styler escapes cells and headers (``escape="latex"``) but not the
+    caption, so its special characters are escaped here."""
+    text = (str(text).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("&", r"\&")
+            .replace("%", r"\%").replace("#", r"\#"))
+    return latex_typography(text)
+
+
+def latex_cell(escaped: str, layout: str) -> str:
+    """A cell's LaTeX from its escaped ``value`` or ``value\\ndetail`` text. Compact: the detail
+    as a smaller second line, under the value, which keeps the row's baseline (a top-aligned
+    tabular); wide: one line."""
+    main, _, detail = latex_typography(escaped).partition("\n")
     if not detail:
         return main
     if layout == "wide":
@@ -314,26 +322,30 @@ def render_latex(rows, columns, caption: str, dataset: str, layout: str = "compa
             and (layout == "wide" or not measured_labels or row.label in measured_labels)]
     # compact: the published rows of methods run here (all of them when nothing was run here)
     # labels as a column, not the index: two papers may publish the same method (a repeated label)
-    frame = pd.DataFrame([[latex_escape(row.label) + ("" if row.citation is None else rf" \cite{{{row.citation}}}"),
-                           *[latex_cell(c, layout) for c in row.cells]] for row in rows],
-                         columns=["", *[latex_escape(header(c).replace(" vs VAE", "")) for c in columns]])
+    frame = pd.DataFrame([[row.label, *[f"{c.main}\n{c.detail}" if c.detail else c.main for c in row.cells]]
+                          for row in rows], columns=["", *[header(c).replace(" vs VAE", "") for c in columns]])
     bold = pd.DataFrame([["", *["font-weight: bold;" if c.best else "" for c in row.cells]] for row in rows],
                         columns=frame.columns)
-    styler = frame.style.apply(lambda _: bold, axis=None).hide(axis="index")
-    tex = styler.to_latex(
-        column_format="l" + "r" * len(columns), hrules=True, convert_css=True, position="t",
-        position_float="centering", environment="table*" if layout == "wide" else "table",
-        caption=latex_escape(caption), label=f"tab:{dataset.replace('_', '-')}")
-    # wide: one-line cells across both columns of a two-column page, a size smaller to fit its width
-    size = "\\footnotesize\n\\setlength{\\tabcolsep}{4pt}" if layout == "wide" else "\\small"
-    tex = tex.replace(r"\begin{tabular}", f"{size}\n\\begin{{tabular}}", 1)
-    measured = len([row for row in rows if row.source == "measured"])
-    if 0 < measured < len(rows):  # a rule between measured and published rows
-        lines = tex.splitlines()
-        first_published = lines.index(r"\midrule") + 1 + measured
-        lines.insert(first_published, r"\midrule")
-        tex = "\n".join(lines) + "\n"
-    return tex
+    styler = (frame.style.apply(lambda _: bold, axis=None).hide(axis="index")
+              .format(lambda text: latex_cell(text, layout), escape="latex")
+              .format_index(latex_typography, escape="latex", axis=1))
+    measured = sum(row.source == "measured" for row in rows)
+    for index, row in enumerate(rows):
+        # Styler has no rule between groups of rows (concat adds none): the first published row
+        # starts with one, which booktabs accepts at the start of a row
+        rule = "\\midrule\n" if index == measured > 0 else ""
+        cite = "" if row.citation is None else rf" \cite{{{row.citation}}}"
+        styler.format(lambda text, rule=rule, cite=cite: rule + latex_typography(text) + cite,
+                      subset=([index], [""]), escape="latex")
+    # table styles become commands before the tabular, in this order (the label first, as a
+    # table style, so that it follows the caption); wide: one-line cells across both columns of
+    # a two-column page, a size smaller to fit its width
+    commands = [("label", f"{{tab:{dataset.replace('_', '-')}}}"),
+                *([("footnotesize", ""), ("setlength", r"{\tabcolsep}{4pt}")] if layout == "wide" else [("small", "")])]
+    styler.set_table_styles([{"selector": command, "props": f":{arguments};"} for command, arguments in commands])
+    return styler.to_latex(column_format="l" + "r" * len(columns), hrules=True, convert_css=True, position="t",
+                           position_float="centering", environment="table*" if layout == "wide" else "table",
+                           caption=latex_escape(caption))
 
 
 def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> str:

@@ -49,7 +49,7 @@ if [ -n "$data_dir" ]; then
 elif [ -z "$datasets" ]; then
   datasets="synthetic"
   echo "no data directory (set BENCH_DATA_DIR or pass --data-dir): running on the built-in synthetic data only;"
-  echo "  the yahoo/yelp runs need their folders under a data directory (see: python -m bench.download list)"
+  echo "  the yahoo/yelp runs need their folders under a data directory (see: python -m bench download list)"
 fi
 if [ -z "$datasets" ]; then
   datasets="$("$py" -c "import sys, yaml; print(','.join(yaml.safe_load(open(sys.argv[1]))['datasets']))" "$experiment")"
@@ -64,16 +64,16 @@ if [ ! -f "$results/figures/lagging.json" ]; then  # the posterior-mean-space fi
   # fills the CPU time the sweep's trial slots leave idle.
   case "$profile" in paper) lagging_profile=toy ;; smoke) lagging_profile=smoke ;; *) lagging_profile=cpu ;; esac
   mkdir -p "$results/figures"
-  OMP_NUM_THREADS=1 "$py" -m bench.diagnose lagging --profile "$lagging_profile" --out "$results/figures" \
+  OMP_NUM_THREADS=1 "$py" -m bench diagnose lagging --profile "$lagging_profile" --out "$results/figures" \
     > "$results/figures/lagging.log" 2>&1 &
   lagging_pid=$!
   trap '[ -n "$lagging_pid" ] && kill "$lagging_pid" 2>/dev/null' EXIT
 fi
 status=0
-"$py" -m bench.sweep "$experiment" "${sweep_args[@]}" || status=$?
+"$py" -m bench sweep "$experiment" "${sweep_args[@]}" || status=$?
 [ "$status" -eq 2 ] && exit 2  # a usage error, already explained in one line
 tables="$results/tables/$experiment_name"
-"$py" -m bench.compare --datasets "$datasets" --results "$results" --profile "$profile" \
+"$py" -m bench compare --datasets "$datasets" --results "$results" --profile "$profile" \
   --format table,md,csv,latex --out "$tables" || true
 echo "tables (Markdown, CSV, LaTeX): $tables/"
 if [ -n "$lagging_pid" ]; then
@@ -82,6 +82,6 @@ if [ -n "$lagging_pid" ]; then
   lagging_pid=""
   tail -n 20 "$results/figures/lagging.log"
 fi
-"$py" -m bench.report --results "$results" --profile "$profile" || true
+"$py" -m bench report --results "$results" --profile "$profile" || true
 [ "$status" -eq 0 ] || echo "some runs failed (see the summary above); ./run_all.sh again retries them"
 exit "$status"

@@ -7,8 +7,8 @@ from typing import Any, Mapping
 
 import torch
 
-from bench.method import Method, register_method
-from bench.step import StepContext, StepStatistics
+from bench.core.method import Method, register_method
+from bench.core.step import StepContext, StepStatistics
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from bench.method import Method, TrainingClock, register_method
+from bench.core.method import Method, TrainingClock, register_method
 
 
 @dataclass(frozen=True)

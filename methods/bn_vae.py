@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.method import Method, register_method
+from bench.core.method import Method, register_method
 
 
 @dataclass(frozen=True)

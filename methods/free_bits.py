@@ -5,8 +5,8 @@ from typing import Literal
 
 import torch
 
-from bench.method import Method, register_method
-from bench.objectives import FREE_BITS_VARIANTS
+from bench.core.method import Method, register_method
+from bench.core.objectives import FREE_BITS_VARIANTS
 
 
 @dataclass(frozen=True)

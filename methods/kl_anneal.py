@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass
 
-from bench.method import Method, TrainingClock, register_method
-from bench.objectives import linear_ramp
+from bench.core.method import Method, TrainingClock, register_method
+from bench.core.objectives import linear_ramp
 
 
 @dataclass(frozen=True)

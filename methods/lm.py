@@ -1,6 +1,6 @@
 """LSTM language model: the decoder alone, no latent variable."""
 
-from bench.method import Method, register_method
+from bench.core.method import Method, register_method
 
 
 @register_method("lm")

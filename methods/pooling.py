@@ -6,7 +6,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.method import Method, register_method
+from bench.core.method import Method, register_method
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from typing import Any, Literal, Mapping
 
 import torch
 
-from bench.method import Method, TrainingClock, register_method
-from bench.step import StepContext
-from bench.objectives import FREE_BITS_VARIANTS, linear_ramp
+from bench.core.method import Method, TrainingClock, register_method
+from bench.core.step import StepContext
+from bench.core.objectives import FREE_BITS_VARIANTS, linear_ramp
 
 
 @dataclass(frozen=True)

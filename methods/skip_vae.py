@@ -4,7 +4,7 @@ layers and to its output, so that the likelihood cannot ignore it as easily. Wit
 decoder here, z already enters the LSTM at every step (He et al.'s decoder); the skip adds
 z to the output layer's input: p(x_t | x_<t, z) = softmax(W [h_t; z])."""
 
-from bench.method import Method, register_method
+from bench.core.method import Method, register_method
 
 
 @register_method("skip_vae")

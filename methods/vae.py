@@ -1,6 +1,6 @@
 """Standard VAE: the baseline every remedy is compared with."""
 
-from bench.method import Method, register_method
+from bench.core.method import Method, register_method
 
 
 @register_method("vae")

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.data import BOS_ID, PAD_ID, UNK_ID
-from bench.method import Method, register_method
+from bench.core.data import BOS_ID, PAD_ID, UNK_ID
+from bench.core.method import Method, register_method
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.stats import welch_difference  # noqa: E402
+from bench.core.stats import welch_difference  # noqa: E402
 
 VALIDATION = re.compile(r"VAL --- avg_loss: ([\d.]+), kl: ([\d.-]+), mi: ([\d.-]+)")
 ACTIVE = re.compile(r"(\d+) active units")

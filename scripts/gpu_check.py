@@ -12,13 +12,13 @@ folder, and Python with torch, pandas, tabulate, pyyaml, psutil and tqdm (no Ray
 Stages, each a subprocess with its own time limit (a stage that fails or runs out of time is
 recorded as such and the next one runs):
 
-1. ``perf``: ``bench.perf --profile paper --bf16`` for vae, pooling, aggressive and sa_vae:
+1. ``perf``: ``bench.cli.perf --profile paper --bf16`` for vae, pooling, aggressive and sa_vae:
    training tokens/s, IW sentences/s (K = 500), share of the device's measured float32 matmul
    rate, peak memory, bfloat16 training and IW speed with the IW NLL change on the same samples;
-2. ``packing``: ``bench.perf --concurrent 1,2,4,8`` (trials per GPU);
+2. ``packing``: ``bench.cli.perf --concurrent 1,2,4,8`` (trials per GPU);
 3. ``reference``: ``scripts/speed_vs_reference.py`` on the same device (skipped, saying so,
    without a reference copy);
-4. ``training``: short paper-size runs on ``yahoo_resplit`` as concurrent ``bench.train``
+4. ``training``: short paper-size runs on ``yahoo_resplit`` as concurrent ``bench.cli.train``
    processes: vae and max pooling on all 10,000 training documents, and aggressive training with
    a vae beside it on the first 2,000 (an aggressive epoch costs about 30 VAE epochs); each
    stops after the epoch that passes its training-time budget. Per epoch: validation ELBO, KL,
@@ -54,7 +54,7 @@ def stage_plan(out: Path, smoke: bool, reference: Path | None, runs_root: Path) 
     """The stages: name, time limit (s), command, or for training a list of labelled runs."""
     python = sys.executable
     profile, device = ("smoke", "cpu") if smoke else ("paper", "cuda")
-    perf = [python, "-m", "bench.perf", "--profile", profile, "--device", device]
+    perf = [python, "-m", "bench.cli.perf", "--profile", profile, "--device", device]
     stages = [
         {"name": "perf", "limit": 40 if smoke else 120,
          "command": perf + ["--methods", "vae,pooling,aggressive,sa_vae", "--steps", "2" if smoke else "10", "--bf16",
@@ -80,7 +80,7 @@ def stage_plan(out: Path, smoke: bool, reference: Path | None, runs_root: Path) 
         runs = {"vae": ["--method", "vae"], "pooling_max": ["--method", "pooling"],
                 "vae_2k": ["--method", "vae"] + first_2k, "aggressive_2k": ["--method", "aggressive"] + first_2k}
     stages.append({"name": "training", "limit": 60 if smoke else 160,
-                   "runs": {label: [python, "-m", "bench.train", "--device", device, "--quiet", *dataset, *budget,
+                   "runs": {label: [python, "-m", "bench.cli.train", "--device", device, "--quiet", *dataset, *budget,
                                     *arguments, "--out", str(runs_root / label)]
                             for label, arguments in runs.items()}, "runs_root": runs_root})
     return stages

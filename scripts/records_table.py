@@ -1,6 +1,6 @@
 """One Markdown row per finished run under a results folder: test NLL, KL, MI, AU, encoder
 feature dispersion, training minutes, epochs and the largest validation AU during training
-(the per-run view of a calibration; ``bench.compare`` aggregates over seeds).
+(the per-run view of a calibration; ``bench.cli.compare`` aggregates over seeds).
 
     python scripts/records_table.py results/scale_calibration
 """

@@ -15,8 +15,8 @@ too), so that load from elsewhere falls on both sides alike.
   ``text.py`` inner step (``vae.loss`` with one sample, ``loss.mean()``, ``backward``,
   ``clip_grad_norm_(5)``, the encoder and decoder SGD steps, and the two ``.item()`` reads it
   does per batch).
-- IW NLL: ``bench.metrics.iw_log_likelihood`` on all ``--iw-sentences`` sentences at once (as
-  ``bench.metrics.evaluate`` runs it; with ``--bf16`` also with ``eval.iw_bf16``) against the
+- IW NLL: ``bench.core.metrics.iw_log_likelihood`` on all ``--iw-sentences`` sentences at once (as
+  ``bench.core.metrics.evaluate`` runs it; with ``--bf16`` also with ``eval.iw_bf16``) against the
   reference's ``calc_iwnll``: one sentence per pass (``batch_size=1``), ``vae.nll_iw(x, K, ns=100)``.
 
 Prints tokens/s and sentences/s of both sides (median over rounds) and the ratios (this
@@ -38,11 +38,11 @@ from tabulate import tabulate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from bench.data import pad_batch  # noqa: E402
-from bench.errors import BenchError, run_cli  # noqa: E402
-from bench.loop import resolve_device  # noqa: E402
-from bench.metrics import iw_log_likelihood  # noqa: E402
-from bench.perf import build_trainer, synchronize  # noqa: E402
+from bench.core.data import pad_batch  # noqa: E402
+from bench.core.errors import BenchError, run_cli  # noqa: E402
+from bench.core.loop import resolve_device  # noqa: E402
+from bench.core.metrics import iw_log_likelihood  # noqa: E402
+from bench.cli.perf import build_trainer, synchronize  # noqa: E402
 
 LATENT = 32
 REFERENCE_CHUNK = 100  # the reference's `ns`: samples per decoder pass in nll_iw

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bench.config import build_run_config
+from bench.core.config import build_run_config
 
 
 @pytest.fixture(autouse=True)

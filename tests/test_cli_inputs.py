@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import compare, sweep, train
-from bench.errors import BenchError
+from bench.cli import compare, sweep, train
+from bench.core.errors import BenchError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,11 +65,11 @@ def run(command: str) -> subprocess.CompletedProcess:
 def test_shell_level_mistakes_are_one_line():
     missing = run("./run_all.sh --experiment")
     assert missing.returncode == 2 and missing.stderr.strip() == "error: --experiment needs a value (see ./run_all.sh --help)"
-    piped = run(f"{sys.executable} -m bench.compare --published-only --datasets yahoo,yelp --format table,md,csv,latex "
+    piped = run(f"{sys.executable} -m bench compare --published-only --datasets yahoo,yelp --format table,md,csv,latex "
                 "| head -1")
     assert piped.stdout.strip() and "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
-    closed = run(f"{sys.executable} -c 'from bench.errors import run_cli\n"
+    closed = run(f"{sys.executable} -c 'from bench.core.errors import run_cli\n"
                  "def main():\n    raise BrokenPipeError\nrun_cli(main)'")  # what a closed pipe raises in print()
     assert closed.returncode == 0 and closed.stderr == ""
-    download = run(f"{sys.executable} -m bench.download --help")
-    assert download.returncode == 0 and "usage: python -m bench.download" in download.stdout and "{list,download}" in download.stdout
+    download = run(f"{sys.executable} -m bench download --help")
+    assert download.returncode == 0 and "usage: python -m bench download" in download.stdout and "{list,download}" in download.stdout

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import records
-from bench.sweep import expand, load_experiment, record_path
+from bench.core import records
+from bench.cli.sweep import expand, load_experiment, record_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ def experiment_file(tmp_path, runs, epochs):
 
 
 def sweep(experiment, results, address, **kwargs):
-    command = [sys.executable, "-m", "bench.sweep", str(experiment), "--results", str(results), "--address", address]
+    command = [sys.executable, "-m", "bench.cli.sweep", str(experiment), "--results", str(results), "--address", address]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, **kwargs)
 
 

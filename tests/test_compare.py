@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from bench import compare
-from bench.errors import BenchError
+from bench.cli import compare
+from bench.core.errors import BenchError
 
 
 def write_record(results, label, dataset, seed, nll, kl, hours, profile="cpu", status="finished", gpu=None,

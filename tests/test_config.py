@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.config import available_profiles, build_run_config, parse_overrides
-from bench.errors import BenchError
+from bench.core.config import available_profiles, build_run_config, parse_overrides
+from bench.core.errors import BenchError
 
 
 def test_profiles_resolve_and_paper_has_the_published_architecture():
@@ -59,7 +59,7 @@ def test_an_override_that_a_profile_cap_would_undo_is_refused():
 
 def test_method_sections_read_the_same_at_the_top_level_or_under_methods(tmp_path):
     """One nesting for method settings in profiles, experiments and --set; older profiles still read."""
-    from bench.config import build_run_config
+    from bench.core.config import build_run_config
     top, old = tmp_path / "top.yaml", tmp_path / "old.yaml"
     top.write_text("train: {max_epochs: 2}\nkl_anneal: {warm_up: 3}\n")
     old.write_text("train: {max_epochs: 2}\nmethods:\n  kl_anneal: {warm_up: 3}\n")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from bench.config import DataConfig
-from bench.data import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BatchedSplit, Vocabulary, load_corpus, pad_batch)
-from bench.errors import BenchError
+from bench.core.config import DataConfig
+from bench.core.data import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BatchedSplit, Vocabulary, load_corpus, pad_batch)
+from bench.core.errors import BenchError
 
 
 def write_dataset(root, name, lines_by_split):
@@ -65,7 +65,7 @@ def test_bad_data_gives_one_line_naming_the_file(tmp_path, monkeypatch, case, ex
     if case == "binary":
         assert "train.txt:2" in message
     if case == "no_split":
-        assert "bench.download download yahoo" in message
+        assert "python -m bench download download yahoo" in message
 
 
 def test_batches_group_by_length_and_cover_every_sentence_once():

@@ -9,11 +9,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from bench import download as dl
-from bench.data import load_corpus
-from bench.download import main as data_main
-from bench.config import DataConfig
-from bench.errors import BenchError
+from bench.cli import download as dl
+from bench.core.data import load_corpus
+from bench.cli.download import main as data_main
+from bench.core.config import DataConfig
+from bench.core.errors import BenchError
 
 
 def make_archive(lines=3):

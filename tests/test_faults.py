@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import files, records, runlock
-from bench.errors import BenchError
-from bench.lifecycle import run
+from bench.core import files, records, runlock
+from bench.core.errors import BenchError
+from bench.core.lifecycle import run
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOW_EPOCHS = ["--set", "data.synthetic_train=3000", "--set", "data.max_train_sentences=3000",
@@ -51,7 +51,7 @@ def smoke_sweep(tmp_path, seeds: str, runs: str, sentences: int, epochs: int = 2
     experiment.write_text(f"profile: smoke\ndatasets: [synthetic]\nseeds: {seeds}\nresources: {{cpu: 1, gpu: 0}}\n"
                           f"settings: {{data: {{synthetic_train: {sentences}, max_train_sentences: {sentences}}}, "
                           f"train: {{max_epochs: {epochs}}}}}\nruns: {runs}\n")
-    return ["-m", "bench.sweep", str(experiment), "--results", str(tmp_path / "results")]
+    return ["-m", "bench.cli.sweep", str(experiment), "--results", str(tmp_path / "results")]
 
 
 def test_two_sweeps_started_together_train_each_run_once(tmp_path):
@@ -88,7 +88,7 @@ def test_sigterm_stops_a_sweep_with_one_line_and_a_rerun_finishes_it(tmp_path):
 def test_a_live_lock_is_respected_and_a_dead_holders_lock_is_taken_over(tmp_path, smoke_config):
     folder = tmp_path / "run"
     folder.mkdir()
-    holder = python("-c", "import sys, time; from bench import runlock\n"
+    holder = python("-c", "import sys, time; from bench.core import runlock\n"
                           f"with runlock.hold({str(folder)!r}):\n    print('held', flush=True); time.sleep(600)")
     assert holder.stdout.readline().strip() == "held"
     assert runlock.is_locked(folder)
@@ -110,11 +110,11 @@ def test_a_run_held_by_another_process_is_not_trained(tmp_path, smoke_config):
     first = run(config, tmp_path, log=quiet)
     folder = next(tmp_path.rglob(records.RECORD_NAME)).parent
     (folder / records.RECORD_NAME).unlink()  # as if it were still training
-    holder = python("-c", "import time; from bench import runlock\n"
+    holder = python("-c", "import time; from bench.core import runlock\n"
                           f"with runlock.hold({str(folder)!r}):\n    print('held', flush=True); time.sleep(600)")
     assert holder.stdout.readline().strip() == "held"
     try:
-        done = subprocess.run([sys.executable, "-m", "bench.train", "--method", "vae", "--profile", "smoke", "--out", str(tmp_path)],
+        done = subprocess.run([sys.executable, "-m", "bench.cli.train", "--method", "vae", "--profile", "smoke", "--out", str(tmp_path)],
                               cwd=ROOT, capture_output=True, text=True, timeout=120)
     finally:
         holder.kill()
@@ -126,7 +126,7 @@ def test_a_run_held_by_another_process_is_not_trained(tmp_path, smoke_config):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_an_epoch_keeps_the_last_checkpoint_and_the_run_resumes(tmp_path, signum):
-    command = ["-m", "bench.train", "--method", "vae", "--profile", "smoke", "--out", str(tmp_path), *SLOW_EPOCHS]
+    command = ["-m", "bench.cli.train", "--method", "vae", "--profile", "smoke", "--out", str(tmp_path), *SLOW_EPOCHS]
     training = python(*command)
     wait_for(lambda: any(tmp_path.rglob(records.CHECKPOINT_NAME)))
     time.sleep(0.5)  # inside the next epoch

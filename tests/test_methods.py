@@ -5,15 +5,15 @@ import math
 import pytest
 import torch
 
-from bench.data import load_corpus, pad_batch
-from bench.errors import BenchError
-from bench.method import available_methods, build_method
-from bench.model import ModelHooks, SequenceVAE
-from bench.loop import Trainer
-from bench.step import StepContext
+from bench.core.data import load_corpus, pad_batch
+from bench.core.errors import BenchError
+from bench.core.method import available_methods, build_method
+from bench.core.model import ModelHooks, SequenceVAE
+from bench.core.loop import Trainer
+from bench.core.step import StepContext
 from methods.kl_anneal import KLAnnealSettings
 from methods.pooling import MaskedPooling
-from bench.method import TrainingClock
+from bench.core.method import TrainingClock
 from methods.sa_vae import SAVAESettings, clip_whole, refine
 
 
@@ -131,7 +131,7 @@ def test_bn_vae_scale_stays_fixed(smoke_config):
 
 
 def test_bn_vae_normalised_means_are_active_at_initialisation(smoke_config):
-    from bench.metrics import active_units
+    from bench.core.metrics import active_units
     trainer = make_trainer(smoke_config, "bn_vae")
     x = pad_batch(trainer.corpus.splits["train"][:128])
     with torch.no_grad():  # training mode: batch statistics, as in training
@@ -210,7 +210,7 @@ def test_aggressive_inner_loop_stops_when_the_loss_per_word_rises(smoke_config):
 
 @pytest.mark.parametrize("kind", ["max", "mean", "max_mean"])
 def test_pooling_ignores_padding(kind):
-    from bench.config import ModelConfig
+    from bench.core.config import ModelConfig
     torch.manual_seed(0)
     model = SequenceVAE(20, ModelConfig(embed_dim=6, encoder_hidden=5, decoder_hidden=5, latent_dim=2),
                         hooks=ModelHooks(summary=MaskedPooling(kind)))
@@ -299,7 +299,7 @@ def test_sa_vae_records_refined_test_metrics_beside_the_amortized_ones(smoke_con
 
 def test_word_dropout_corrupts_what_the_decoder_reads_while_training_only(smoke_config):
     from methods.word_dropout import WordDropout
-    from bench.data import BOS_ID, PAD_ID, UNK_ID
+    from bench.core.data import BOS_ID, PAD_ID, UNK_ID
     torch.manual_seed(0)
     ids = torch.randint(4, 50, (200, 12))
     ids[:, 0], ids[:100, 8:] = BOS_ID, PAD_ID

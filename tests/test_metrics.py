@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
-from bench.config import ModelConfig
-from bench.data import PAD_ID, pad_batch
-from bench.metrics import (active_units, evaluate, iw_log_likelihood, kl_to_prior, mi_noise_floor,
+from bench.core.config import ModelConfig
+from bench.core.data import PAD_ID, pad_batch
+from bench.core.metrics import (active_units, evaluate, iw_log_likelihood, kl_to_prior, mi_noise_floor,
                            mutual_information)
-from bench.model import ModelHooks, SequenceVAE
+from bench.core.model import ModelHooks, SequenceVAE
 
 
 class LinearGaussian:
@@ -168,7 +168,7 @@ def test_iw_bound_of_the_vae_is_at_least_the_elbo_on_average():
 
 
 def test_feature_dispersion_known_values():
-    from bench.metrics import feature_dispersion
+    from bench.core.metrics import feature_dispersion
     same = torch.tensor([[1.0, 2.0, 3.0]]).repeat(5, 1)
     assert feature_dispersion(same) == {"variance": 0.0, "cosine_distance": pytest.approx(0.0, abs=1e-12)}
     # two orthogonal unit vectors: cosine distance 1; per-dim variance of (1,0),(0,1) is 0.5 each
@@ -192,7 +192,7 @@ class OneDimLinearGaussian:
 
 
 def test_true_posterior_mean_by_quadrature_matches_closed_form():
-    from bench.diagnose import true_posterior_mean
+    from bench.cli.diagnose import true_posterior_mean
     model = OneDimLinearGaussian()
     x = torch.tensor([[0.0, 0.0], [2.0, -1.0], [-3.0, 0.5], [5.0, -2.0]])
     closed = ((x - model.b) @ model.w) / (model.s2 + model.w.pow(2).sum())

@@ -3,7 +3,7 @@
 import torch
 from torch.nn import functional as F
 
-from bench.output_layer import output_layer_nll, output_layer_nll_bf16
+from bench.core.output_layer import output_layer_nll, output_layer_nll_bf16
 
 PAD = 0
 

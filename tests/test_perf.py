@@ -2,7 +2,7 @@
 
 import json
 
-from bench import perf
+from bench.cli import perf
 
 
 def test_perf_reports_methods_and_ratios(tmp_path, capsys):

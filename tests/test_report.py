@@ -5,10 +5,10 @@ import math
 
 import pytest
 
-from bench import results as results_layer
-from bench.diagnose import lagging, panel_statistics, summary_lines
-from bench.report import answers, write_report
-from bench.lifecycle import run
+from bench.core import results as results_layer
+from bench.cli.diagnose import lagging, panel_statistics, summary_lines
+from bench.analysis.report import answers, write_report
+from bench.core.lifecycle import run
 
 
 def quiet(message):
@@ -89,7 +89,7 @@ def test_panel_statistics_known_answers():
 
 def test_methods_separated_from_the_vae_on_mi():
     import pandas as pd
-    from bench.report import separated_from_vae
+    from bench.analysis.report import separated_from_vae
     rows = []
     for seed in range(3):
         rows += [{"label": "vae", "dataset": "d", "seed": seed, "nll": 40.0, "kl": 0.01, "mi": 0.01 * seed, "au": 0,
@@ -108,7 +108,7 @@ def test_methods_separated_from_the_vae_on_mi():
 
 def test_scale_evidence_for_collapsed_remedies():
     import pandas as pd
-    from bench.report import scale_evidence
+    from bench.analysis.report import scale_evidence
     rows = [{"label": "vae", "dataset": "d", "kl": 0.01, "mi": 0.0, "au": 0},
             {"label": "free_bits", "dataset": "d", "kl": 0.25, "mi": 0.01, "au": 0},  # KL forced up, no information
             {"label": "free_bits_3x", "dataset": "d", "kl": 0.25, "mi": 0.02, "au": 0},

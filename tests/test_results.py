@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import results
+from bench.core import results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,11 +25,11 @@ def test_a_metric_added_to_the_specs_leaves_the_committed_records_readable(tmp_p
     every committed record of the cpu experiment (which predate it), in a fresh interpreter."""
     script = (
         "from pathlib import Path\n"
-        "from bench import metric_specs\n"
+        "from bench.core import metric_specs\n"
         "new = metric_specs.MetricSpec('bleu', 'BLEU', 'max', 2, 'a metric no committed record has')\n"
         "metric_specs.TEST_METRICS = (*metric_specs.TEST_METRICS, new)\n"
         "metric_specs.BY_NAME['bleu'] = new\n"
-        "from bench import compare, report\n"
+        "from bench.cli import compare\nfrom bench.analysis import report\n"
         f"compare.main(['--datasets', 'synthetic', '--results', 'results', '--profile', 'cpu', '--format', 'md,csv', "
         f"'--out', r'{tmp_path}'])\n"
         f"report.write_report(Path('results'), 'cpu', Path(r'{tmp_path}'))\n")

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from bench import scale
-from bench.errors import BenchError
+from bench.analysis import scale
+from bench.core.errors import BenchError
 
 EXPERIMENT = """\
 profile: cpu

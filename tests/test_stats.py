@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.stats import mean_interval, welch_difference
+from bench.core.stats import mean_interval, welch_difference
 
 
 def test_mean_interval_is_the_t_interval():
@@ -27,7 +27,7 @@ def test_welch_difference_known_cases():
 def test_difference_intervals_cover_the_truth_with_three_seeds_a_side():
     """Simulated records: per-sentence NLLs = sentence difficulty + a seed effect (sd 0.5) +
     sentence noise; the methods differ by 0 or by 0.7 nats. The interval from the per-seed
-    means (what bench.compare computes) covers the true difference in >= 93% of 1,000 draws."""
+    means (what bench.cli.compare computes) covers the true difference in >= 93% of 1,000 draws."""
     rng = np.random.default_rng(0)
     difficulty = rng.normal(100, 20, size=300)
     for truth in (0.0, 0.7):

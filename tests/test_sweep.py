@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import records
-from bench.errors import BenchError
-from bench.sweep import expand, load_experiment, record_path
+from bench.core import records
+from bench.core.errors import BenchError
+from bench.cli.sweep import expand, load_experiment, record_path
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +24,7 @@ def write_experiment(tmp_path, runs, epochs=2, extra="", seeds="[0, 1]"):
 
 
 def sweep_command(experiment, results):
-    return [sys.executable, "-m", "bench.sweep", str(experiment), "--results", str(results)]
+    return [sys.executable, "-m", "bench.cli.sweep", str(experiment), "--results", str(results)]
 
 
 def test_experiment_validation(tmp_path):
@@ -115,8 +115,8 @@ def test_points_repeat_every_run_at_each_point_of_an_axis(tmp_path):
 
 def test_a_finished_run_of_the_same_configuration_is_reused_not_trained_again(tmp_path, smoke_config):
     """An axis's base point that another experiment already ran: copied under the new label."""
-    from bench.lifecycle import run
-    from bench.sweep import sweep
+    from bench.core.lifecycle import run
+    from bench.cli.sweep import sweep
     results = tmp_path / "results"
     run(smoke_config("vae", train={"max_epochs": 2}), results, log=lambda message: None)  # the table's, label "vae"
     path = write_experiment(tmp_path, "[vae]", extra="points: {base: {}}\n", seeds="[0, 1]")

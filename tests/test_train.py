@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import records
-from bench.config import TrainConfig
-from bench.lifecycle import run
-from bench.loop import Trainer
-from bench.step import TrainingDiverged
+from bench.core import records
+from bench.core.config import TrainConfig
+from bench.core.lifecycle import run
+from bench.core.loop import Trainer
+from bench.core.step import TrainingDiverged
 
 REQUIRED_TEST_METRICS = ("nll", "kl", "mi", "au", "ppl", "elbo_nll", "iw_samples")
 
@@ -104,7 +104,7 @@ def test_lm_and_vae_records_share_the_schema(tmp_path, smoke_config):
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "bench.train", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bench.cli.train", *args], capture_output=True, text=True,
                           env=env, timeout=300)
 
 
@@ -135,8 +135,8 @@ def test_cli_trains_and_prints_the_result(tmp_path):
 
 def test_iw_subset_is_the_first_test_sentences_in_file_order(smoke_config):
     import torch
-    from bench.data import PAD_ID, load_corpus
-    from bench.method import build_method
+    from bench.core.data import PAD_ID, load_corpus
+    from bench.core.method import build_method
     config = smoke_config("vae", eval={"iw_max_sentences": 5})
     corpus = load_corpus(config.dataset, config.data)
     trainer = Trainer(config, build_method("vae"), corpus, torch.device("cpu"), log=quiet)
@@ -185,15 +185,15 @@ def test_decay_waits_for_the_start_epoch():
 
 
 def test_model_has_no_bias_where_the_reference_has_none():
-    from bench.config import ModelConfig
-    from bench.model import SequenceVAE
+    from bench.core.config import ModelConfig
+    from bench.core.model import SequenceVAE
     model = SequenceVAE(30, ModelConfig(embed_dim=8, encoder_hidden=8, decoder_hidden=8, latent_dim=2))
     assert model.to_posterior.bias is None and model.latent_to_cell.bias is None and model.output.bias is None
 
 
 def test_encoder_init_pytorch_changes_the_encoder_only(smoke_config):
-    from bench.config import ModelConfig
-    from bench.model import SequenceVAE
+    from bench.core.config import ModelConfig
+    from bench.core.model import SequenceVAE
     sizes = dict(embed_dim=8, encoder_hidden=64, decoder_hidden=64, latent_dim=2)
     reference = SequenceVAE(30, ModelConfig(**sizes))
     torch.manual_seed(0)
@@ -209,7 +209,7 @@ def test_encoder_init_pytorch_changes_the_encoder_only(smoke_config):
 
 
 def test_corrupt_checkpoint_and_record_are_one_line_errors(tmp_path, smoke_config):
-    from bench.errors import BenchError
+    from bench.core.errors import BenchError
     config = smoke_config("vae", train={"max_epochs": 2})
     interrupt_after_first_epoch(config, tmp_path)
     checkpoint = next(tmp_path.rglob(records.CHECKPOINT_NAME))
@@ -226,7 +226,7 @@ def test_corrupt_checkpoint_and_record_are_one_line_errors(tmp_path, smoke_confi
 
 
 def test_run_id_depends_on_the_runs_own_method_settings_only(smoke_config):
-    from bench.method import build_method, method_settings
+    from bench.core.method import build_method, method_settings
 
     def identifier(config):
         return records.run_id(config, method_settings(build_method(config.method, config.methods)))
@@ -246,8 +246,8 @@ def test_run_id_depends_on_the_runs_own_method_settings_only(smoke_config):
 
 def test_committed_records_keep_their_run_ids():
     # a record is reused by a sweep only if the config it stores still hashes to its run id
-    from bench.config import SECTIONS, RunConfig, from_dict
-    paths = sorted(Path(records.__file__).parents[1].glob("results/**/record.json"))
+    from bench.core.config import SECTIONS, RunConfig, from_dict
+    paths = sorted(Path(records.__file__).parents[2].glob("results/**/record.json"))
     assert paths
     for path in paths:
         record = json.loads(path.read_text())
@@ -257,7 +257,7 @@ def test_committed_records_keep_their_run_ids():
 
 
 def test_long_epochs_print_progress_lines_without_a_terminal(tmp_path, smoke_config, monkeypatch):
-    from bench import loop
+    from bench.core import loop
     monkeypatch.setattr(loop, "PROGRESS_EVERY_S", 0.0)  # as if every step took more than the interval
     messages = []
     run(smoke_config("vae", train={"max_epochs": 1}), tmp_path, log=messages.append, progress=False)

@@ -1,4 +1,4 @@
-"""Throughput benchmark: ``python -m bench.perf --profile cpu``.
+"""Throughput benchmark: ``python -m bench perf --profile cpu``.
 
 Measures, on the current device, training tokens/s of each chosen method's update step, the
 arithmetic rate that implies (GFLOP/s, from the model's multiply-adds per token, x3 for the
@@ -23,14 +23,14 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from bench.config import available_profiles, build_run_config, parse_overrides
-from bench.data import Corpus, Vocabulary, pad_batch
-from bench.errors import BenchError, run_cli
-from bench.method import build_method
-from bench.environment import environment
-from bench.files import make_output_dir
-from bench.loop import Trainer, resolve_device
-from bench.metrics import iw_log_likelihood
+from bench.core.config import available_profiles, build_run_config, parse_overrides
+from bench.core.data import Corpus, Vocabulary, pad_batch
+from bench.core.errors import BenchError, run_cli
+from bench.core.method import build_method
+from bench.core.environment import environment
+from bench.core.files import make_output_dir
+from bench.core.loop import Trainer, resolve_device
+from bench.core.metrics import iw_log_likelihood
 
 DEFAULT_VOCAB = 20000  # Yahoo/Yelp vocabulary when the profile has no cap
 DEFAULT_LENGTH = 80  # about the mean Yahoo document length
@@ -155,13 +155,13 @@ def measure_packing(name: str, profile: str, overrides: dict, device: torch.devi
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.perf", description=__doc__.split("\n\n")[0].replace("``", "`"),
+        prog="python -m bench perf", description=__doc__.split("\n\n")[0].replace("``", "`"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python -m bench.perf --profile cpu\n"
-               "  python -m bench.perf --profile paper --device cuda --methods vae,pooling,aggressive --bf16\n"
-               "  python -m bench.perf --profile cpu --json new.json --baseline old.json\n"
-               "  python -m bench.perf --profile paper --device cuda --concurrent 1,2,4,8   # GPU packing\n"
-               "  python -m bench.perf --profile cpu --eval-share synthetic --versus eval.iw_max_sentences=200\n")
+        epilog="examples:\n  python -m bench perf --profile cpu\n"
+               "  python -m bench perf --profile paper --device cuda --methods vae,pooling,aggressive --bf16\n"
+               "  python -m bench perf --profile cpu --json new.json --baseline old.json\n"
+               "  python -m bench perf --profile paper --device cuda --concurrent 1,2,4,8   # GPU packing\n"
+               "  python -m bench perf --profile cpu --eval-share synthetic --versus eval.iw_max_sentences=200\n")
     parser.add_argument("--profile", default="cpu", metavar="NAME", help=f"{', '.join(available_profiles())}")
     parser.add_argument("--methods", default="vae", metavar="A,B", help="methods to time (default: vae)")
     parser.add_argument("--steps", type=int, default=20, metavar="N", help="timed training steps (default 20)")
@@ -223,7 +223,7 @@ def table_rows(measurements: dict[str, dict], baseline: Path | None, bf16: bool,
         try:
             old = json.loads(baseline.read_text())["measurements"]
         except (OSError, ValueError, KeyError):
-            raise BenchError(f"--baseline {baseline}: not a file written by `bench.perf --json`") from None
+            raise BenchError(f"--baseline {baseline}: not a file written by `bench.cli.perf --json`") from None
         headers += ["train vs baseline", "IW vs baseline"]
         for row, (name, values) in zip(rows, measurements.items()):
             base = old.get(name)
@@ -239,7 +239,7 @@ def measure_eval_share(name: str, profile: str, dataset: str, overrides: dict, d
     from them: (E x validation + test) / (E x (epoch + validation) + test). Evaluation costs the
     same for a trained model; a method whose epochs change cost (aggressive training's inner
     loop stops) is projected from its first."""
-    from bench.data import load_corpus
+    from bench.core.data import load_corpus
     config = build_run_config(name, dataset, profile, 0, overrides)
     corpus = load_corpus(dataset, config.data, data_dir)
     trainer = Trainer(config, build_method(name, config.methods), corpus, device, log=lambda m: None)
@@ -261,7 +261,7 @@ def measure_eval_share(name: str, profile: str, dataset: str, overrides: dict, d
 
 def report_eval_share(args, device: torch.device, overrides: dict) -> None:
     """``--eval-share``: evaluation's share with the profile and ``--set``, and with ``--versus`` added beside it."""
-    from bench.sweep import merge_settings
+    from bench.cli.sweep import merge_settings
     name = args.methods.split(",")[0].strip()
     versus = merge_settings(overrides, parse_overrides(args.versus))
     settings = {" ".join(args.overrides) or "profile": overrides,

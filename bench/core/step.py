@@ -1,6 +1,6 @@
 """The step context: everything a method's training hooks may use, and nothing else.
 
-The training loop (:mod:`bench.loop`) hands a :class:`StepContext` to a method's
+The training loop (:mod:`bench.core.loop`) hands a :class:`StepContext` to a method's
 ``train_step`` and ``on_epoch_end`` hooks. It holds the model and the two SGD optimisers
 (encoder and decoder apart, so that a method can update one side only) and offers:
 
@@ -23,9 +23,9 @@ from typing import Callable
 
 import torch
 
-from bench.errors import BenchError
-from bench.method import Method, TrainingClock
-from bench.model import SequenceVAE, VaeOutput
+from bench.core.errors import BenchError
+from bench.core.method import Method, TrainingClock
+from bench.core.model import SequenceVAE, VaeOutput
 
 StepStatistics = dict[str, torch.Tensor | int]
 

@@ -14,7 +14,7 @@ PACKAGES = ("torch", "numpy", "pandas", "ray", "pyyaml", "psutil")
 
 def code_version() -> dict[str, Any]:
     """Git commit of the code and whether the work tree had uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=5).stdout.strip()

@@ -1,6 +1,6 @@
 """The life of one run: its record, its checkpoints, resuming, and the final test.
 
-:func:`run` is the single code path behind ``python -m bench.train`` and every sweep
+:func:`run` is the single code path behind ``python -m bench train`` and every sweep
 trial. A finished record is reused, never recomputed; a run trains only while it holds its
 folder's lock, so two processes never train it at once; an interrupted run resumes from its
 last epoch checkpoint (refused, naming ``--restart``, when the checkpoint belongs to another
@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import environment as run_environment
-from bench import files, records, runlock
-from bench.config import RunConfig
-from bench.data import SYNTHETIC, Corpus, load_corpus
-from bench.errors import BenchError, Interrupted
-from bench.loop import Trainer, cpu_share, resolve_device
-from bench.method import Method, build_method, method_settings
-from bench.metric_specs import summary_line
+from bench.core import environment as run_environment
+from bench.core import files, records, runlock
+from bench.core.config import RunConfig
+from bench.core.data import SYNTHETIC, Corpus, load_corpus
+from bench.core.errors import BenchError, Interrupted
+from bench.core.loop import Trainer, cpu_share, resolve_device
+from bench.core.method import Method, build_method, method_settings
+from bench.core.metric_specs import summary_line
 
 
 def now() -> str:
@@ -43,8 +43,8 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
     ``label`` names the run in tables (default: the method); ``on_epoch`` is called after
     each epoch's checkpoint (the sweep reports progress with it); ``extra`` is stored in the
     record as it is (the sweep puts the Ray node there). The run trains only while it holds
-    its folder's lock (:mod:`bench.runlock`): a run that another live process is training
-    raises :class:`~bench.runlock.RunLocked` and trains nothing.
+    its folder's lock (:mod:`bench.core.runlock`): a run that another live process is training
+    raises :class:`~bench.core.runlock.RunLocked` and trains nothing.
     """
     plan = plan_run(config, results, label, extra)
     folder = plan.folder

@@ -9,7 +9,7 @@ horizontal line: the collapsed state) or tracks it (points on the diagonal). Eve
 also records numbers, so the figure's claim can be checked without looking at it: the
 correlation and least-squares slope of encoder mean on true mean, the spread (standard
 deviation) of each, and KL and MI on the plotted sentences.
-``python -m bench.diagnose lagging --methods vae,aggressive,pooling``.
+``python -m bench diagnose lagging --methods vae,aggressive,pooling``.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import torch
 
-from bench import files, records
-from bench.config import build_run_config, parse_overrides
-from bench.data import load_corpus, pad_batch
-from bench.errors import BenchError, run_cli
-from bench.plots import pyplot, save
-from bench.method import build_method
-from bench.metrics import kl_to_prior, mean_mutual_information
-from bench.loop import Trainer, resolve_device
+from bench.core import files, records
+from bench.core.config import build_run_config, parse_overrides
+from bench.core.data import load_corpus, pad_batch
+from bench.core.errors import BenchError, run_cli
+from bench.core.plots import pyplot, save
+from bench.core.method import build_method
+from bench.core.metrics import kl_to_prior, mean_mutual_information
+from bench.core.loop import Trainer, resolve_device
 
 GRID_LIMIT = 20.0  # the reference integrates z over [-20, 20] in steps of 0.1 (toy.py --zmin/--zmax/--dz)
 GRID_STEP = 0.1
@@ -180,9 +180,9 @@ def plot_lagging(traces: dict, stem: Path, setting: str = "") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.diagnose", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m bench diagnose", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="example:\n  python -m bench.diagnose lagging --methods vae,aggressive,pooling "
+                                     epilog="example:\n  python -m bench diagnose lagging --methods vae,aggressive,pooling "
                                             "--set train.max_epochs=5\n")
     commands = parser.add_subparsers(dest="command", required=True)
     lag = commands.add_parser("lagging", help="posterior mean space on the synthetic data")

@@ -1,12 +1,12 @@
 """Comparison tables from run records, with published numbers beside them.
 
-``python -m bench.compare --datasets yahoo_resplit,yelp_xu_resplit`` loads every finished
+``python -m bench compare --datasets yahoo_resplit,yelp_xu_resplit`` loads every finished
 record for those datasets, aggregates over seeds (mean +- the half-width of a 95%
 t-interval, with the number of seeds), and prints one table per dataset: NLL, KL, MI, AU,
 PPL, training hours, the training-time ratio to the standard VAE on the same hardware (the
 RQ3 speed claim), and each method's difference to the standard VAE with a 95% interval
 (Welch's interval over seeds, each seed's NLL a mean over the same test sentences; no
-interval with one seed; see :mod:`bench.stats`). Rows
+interval with one seed; see :mod:`bench.core.stats`). Rows
 marked ``published`` come from ``baselines/`` and are never mixed with measured ones; where a
 method has both, the difference ours - published is shown. The profile is always stated,
 so reduced-profile numbers are never read as paper-scale ones.
@@ -25,13 +25,13 @@ import yaml
 from tabulate import tabulate
 
 
-from bench import files, records
-from bench import results as results_layer
-from bench.errors import BenchError, run_cli
-from bench.metric_specs import TEST_METRICS, TRAIN_HOURS, spec
-from bench.stats import Interval, mean_interval, welch_difference
+from bench.core import files, records
+from bench.core import results as results_layer
+from bench.core.errors import BenchError, run_cli
+from bench.core.metric_specs import TEST_METRICS, TRAIN_HOURS, spec
+from bench.core.stats import Interval, mean_interval, welch_difference
 
-BASELINES = Path(__file__).resolve().parent.parent / "baselines"
+BASELINES = Path(__file__).resolve().parents[2] / "baselines"
 METRICS = tuple(m.name for m in TEST_METRICS)
 DIFFERENCE_METRICS = tuple(m.name for m in TEST_METRICS if m.vs_reference)
 FORMATS = ("table", "md", "csv", "latex")
@@ -43,7 +43,7 @@ LATEX_COLUMNS = ("n", "nll", "d_nll", "kl", "mi", "au")  # fits a one-column art
 
 
 def load_records(results: Path, datasets: list[str], profile: str | None) -> pd.DataFrame:
-    """One row per finished run (and refined-posterior evaluation): :func:`bench.results.run_rows`."""
+    """One row per finished run (and refined-posterior evaluation): :func:`bench.core.results.run_rows`."""
     return results_layer.run_rows(records.finished_records(results, profile, datasets))
 
 
@@ -54,7 +54,7 @@ def runs_of(frame: pd.DataFrame, dataset: str, label: str) -> pd.DataFrame:
 def difference(frame: pd.DataFrame, dataset: str, label: str, reference: str, metric: str) -> Interval | None:
     """``label`` - ``reference`` on ``metric``: Welch's 95% interval over seeds (NaN bounds with
     fewer than 2 seeds a side), or None if either has no runs or, for NLL, the runs were
-    scored on different test sentences (bench.stats)."""
+    scored on different test sentences (bench.core.stats)."""
     a, b = runs_of(frame, dataset, label), runs_of(frame, dataset, reference)
     if not len(a) or not len(b):
         return None
@@ -69,7 +69,7 @@ def time_ratio(frame: pd.DataFrame, dataset: str, label: str, reference: str) ->
 
     The ratio of geometric means over seeds, with Welch's interval on log training hours,
     exponentiated (NaN bounds with fewer than 2 seeds a side). Only between runs timed under
-    one recorded condition in which each run had its cores (:func:`bench.results.timing_condition`):
+    one recorded condition in which each run had its cores (:func:`bench.core.results.timing_condition`):
     a time measured beside other work measures the other work too."""
     a, b = runs_of(frame, dataset, label), runs_of(frame, dataset, reference)
     if not len(a) or not len(b):
@@ -416,15 +416,15 @@ def parse_list(text: str | None, allowed, what: str) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.compare", description=__doc__.split("\n\n")[0].replace("``", "`"),
+        prog="python -m bench compare", description=__doc__.split("\n\n")[0].replace("``", "`"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python -m bench.compare --datasets yahoo_resplit,yelp_xu_resplit\n"
-               "  python -m bench.compare --datasets yahoo,yelp --format latex,md --out tables/\n"
-               "  python -m bench.compare --datasets yahoo --format latex --columns nll,kl,mi,au --layout wide\n"
-               "  python -m bench.compare --datasets yahoo,yelp --published-only\n")
+        epilog="examples:\n  python -m bench compare --datasets yahoo_resplit,yelp_xu_resplit\n"
+               "  python -m bench compare --datasets yahoo,yelp --format latex,md --out tables/\n"
+               "  python -m bench compare --datasets yahoo --format latex --columns nll,kl,mi,au --layout wide\n"
+               "  python -m bench compare --datasets yahoo,yelp --published-only\n")
     parser.add_argument("--datasets", required=True, metavar="A,B")
     parser.add_argument("--methods", metavar="A,B", help="only these run labels (default: all but the scale "
-                        "study's points, label@point, which bench.scale tabulates)")
+                        "study's points, label@point, which bench.analysis.scale tabulates)")
     parser.add_argument("--results", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR")
     parser.add_argument("--profile", metavar="NAME", help="which profile's records (needed when several exist)")
     parser.add_argument("--format", default="table", metavar="F,G", help=f"any of {', '.join(FORMATS)}")
@@ -464,7 +464,7 @@ def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, pd.DataFram
     if frame.empty and not args.published_only:
         raise BenchError(f"no finished records for {', '.join(datasets)}"
                          + (f" (profile '{args.profile}')" if args.profile else "") + f" under {args.results}; "
-                         + present(args.results) + "; run `python -m bench.sweep experiments/cpu.yaml` (or "
+                         + present(args.results) + "; run `python -m bench sweep experiments/cpu.yaml` (or "
                          "./run_all.sh) first, or pass --published-only to see the published numbers alone")
     profile = args.profile or (frame["profile"].iloc[0] if len(frame) else None)
     if frame.empty:

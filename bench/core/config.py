@@ -20,9 +20,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
-PROFILE_DIR = Path(__file__).parent / "profiles"
+PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"
 
 # Metadata of a setting added after records were made: it enters the run id only when it is
 # not at its default, so those records keep their ids (RunConfig.identity).
@@ -111,7 +111,7 @@ class EvalConfig:
     # sentences and samples are chunked to stay below it, which bounds memory.
     iw_max_elements: int = 50_000_000
     # The decoder's output layer in bfloat16 in IW evaluation, its dominant terms recomputed in
-    # float32 (bench.output_layer.output_layer_nll_bf16); `python -m bench.perf --bf16` times it.
+    # float32 (bench.core.output_layer.output_layer_nll_bf16); `python -m bench perf --bf16` times it.
     iw_bf16: bool = field(default=False, metadata=IN_ID_WHEN_SET)
 
     def __post_init__(self) -> None:
@@ -202,7 +202,7 @@ def build_run_config(method: str, dataset: str, profile: str = "cpu", seed: int 
     """Resolve a profile plus overrides into a validated :class:`RunConfig`.
 
     Sections other than data/model/train/eval are method settings, kept for the method's
-    own config class to validate (see :func:`bench.method.build_method`).
+    own config class to validate (see :func:`bench.core.method.build_method`).
     """
     profile_name, raw, source = load_profile(profile)
     merged: dict[str, dict[str, Any]] = {}

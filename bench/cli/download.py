@@ -25,9 +25,9 @@ from datetime import datetime, timezone
 from http.cookiejar import CookieJar
 from pathlib import Path
 
-from bench.data import DATA_DIR_ENV, DATASETS, SPLITS, SYNTHETIC, dataset_info, read_split, resolve_data_dir
-from bench.errors import BenchError, run_cli
-from bench.files import write_json_atomic
+from bench.core.data import DATA_DIR_ENV, DATASETS, SPLITS, SYNTHETIC, dataset_info, read_split, resolve_data_dir
+from bench.core.errors import BenchError, run_cli
+from bench.core.files import write_json_atomic
 
 DRIVE_URL = "https://drive.google.com/uc?export=download&id={}"
 
@@ -148,13 +148,13 @@ def download(name: str, data_dir: Path, url: str | None = None, archive_file: Pa
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.download {list,download}``: see what is available, fetch published data."""
+    """``python -m bench download {list,download}``: see what is available, fetch published data."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m bench.download", description="Datasets: list and download.",
+    parser = argparse.ArgumentParser(prog="python -m bench download", description="Datasets: list and download.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="examples:\n  python -m bench.download list --data-dir ../shared/data\n"
-                                            "  python -m bench.download download yahoo --data-dir ~/data\n")
+                                     epilog="examples:\n  python -m bench download list --data-dir ../shared/data\n"
+                                            "  python -m bench download download yahoo --data-dir ~/data\n")
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="named datasets and whether their splits are present")
     listing.add_argument("--data-dir", metavar="DIR")

@@ -3,7 +3,7 @@
 A dataset is a folder holding ``train.txt``, ``valid.txt`` and ``test.txt`` (one
 sentence or document per line, already tokenised, words separated by spaces) under a
 data directory given by ``--data-dir`` or the ``BENCH_DATA_DIR`` environment variable.
-``synthetic`` is built in (see :mod:`bench.synthetic`) and needs no files.
+``synthetic`` is built in (see :mod:`bench.core.synthetic`) and needs no files.
 
 Batching follows the reference implementation of He et al. 2019
 (github.com/jxhe/vae-lagging-encoder, ``data/text_data.py``): sentences are sorted by
@@ -21,8 +21,8 @@ from typing import Iterator, Sequence
 
 import torch
 
-from bench.config import DataConfig
-from bench.errors import BenchError
+from bench.core.config import DataConfig
+from bench.core.errors import BenchError
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
@@ -43,10 +43,10 @@ class DatasetInfo:
 
 
 DATASETS: dict[str, DatasetInfo] = {
-    "yahoo": DatasetInfo(how_to_get="run `python -m bench.download download yahoo`, or use yahoo_resplit",
+    "yahoo": DatasetInfo(how_to_get="run `python -m bench download download yahoo`, or use yahoo_resplit",
                          description="Yahoo Answers, Yang et al. 2017 (100k/10k/10k, 20k vocabulary)"),
     "yelp": DatasetInfo(label_separator="\t",
-                        how_to_get="run `python -m bench.download download yelp`, or use yelp_xu_resplit",
+                        how_to_get="run `python -m bench download download yelp`, or use yelp_xu_resplit",
                         description="Yelp15 reviews, Yang et al. 2017 (100k/10k/10k, label TAB text)"),
     "ptb": DatasetInfo(description="Penn Treebank, Mikolov's preprocessing"),
     "yahoo_resplit": DatasetInfo(description="official Yahoo valid/test re-split 10k/5k/5k (not comparable to yahoo)"),
@@ -152,7 +152,7 @@ def load_corpus(dataset: str, config: DataConfig, data_dir: str | os.PathLike | 
     identically for every method.
     """
     if dataset == SYNTHETIC:
-        from bench.synthetic import generate_corpus
+        from bench.core.synthetic import generate_corpus
         texts = generate_corpus(config)
         source = f"built-in synthetic (seed {config.synthetic_seed})"
         info = DatasetInfo()

@@ -10,7 +10,7 @@ change only these things, each through one hook:
   the per-dimension KL enters the loss; free bits);
 - the optimisation: ``train_step`` (one update on a batch; aggressive, SA-VAE) and
   ``on_epoch_end`` (state changes after validation); both receive a
-  :class:`~bench.step.StepContext` (the objective, the updates, a random batch, logging),
+  :class:`~bench.core.step.StepContext` (the objective, the updates, a random batch, logging),
   never the training loop itself; a ``train_step`` that back-propagates through gradients
   (SA-VAE) sets ``differentiates_twice``;
 - the evaluation: ``refine_posterior`` (test-time refinement of q(z|x); SA-VAE), whose
@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import torch
 from torch import nn
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
-if TYPE_CHECKING:  # for type hints only: bench.step imports this module, never the reverse at run time
-    from bench.step import StepContext, StepStatistics
+if TYPE_CHECKING:  # for type hints only: bench.core.step imports this module, never the reverse at run time
+    from bench.core.step import StepContext, StepStatistics
 
 HOOKS = ("encoder_summary", "posterior_mean_layer", "decoder_input", "latent_to_output", "initialise", "kl_weight",
          "kl_penalty", "train_step", "on_epoch_end", "refine_posterior")
@@ -165,17 +165,17 @@ def build_method(spec: str, settings: Mapping[str, Mapping[str, Any]] | None = N
     are ignored (a profile may hold settings for every method), but an unknown method
     name among them is an error.
     """
-    from bench.config import from_dict  # local import: config does not depend on methods
+    from bench.core.config import from_dict  # local import: config does not depend on methods
 
     settings = dict(settings or {})
     _load_builtin_methods()
     for name in settings:  # a typo in a settings section is an error, not ignored
         if name not in _REGISTRY:
-            from bench.config import SECTIONS
+            from bench.core.config import SECTIONS
             close = difflib.get_close_matches(name, [*SECTIONS, *_REGISTRY], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise BenchError(f"unknown settings section '{name}'{hint}: a section is one of {', '.join(SECTIONS)} "
-                             "or a method name (python -m bench.train --list-methods)")
+                             "or a method name (python -m bench train --list-methods)")
     names = [part.strip() for part in spec.split(COMBINE_SEPARATOR)]
     if len(set(names)) != len(names) or not all(names):
         raise BenchError(f"method '{spec}': name each part once, joined by '{COMBINE_SEPARATOR}'")

@@ -12,7 +12,7 @@ output layer) have no bias. This is not cosmetic: with those biases, aggressive 
 on the synthetic corpus of He et al. stays collapsed after its first epoch, where the
 reference (and this model without them) escapes (see FIDELITY.md).
 
-The evaluation interface used by :mod:`bench.metrics` is ``encode(x) -> (mu, logvar)``
+The evaluation interface used by :mod:`bench.core.metrics` is ``encode(x) -> (mu, logvar)``
 and ``log_px_given_z(x, z) -> [B, K]``, with prior N(0, I). A latent size of 0 gives a
 plain LSTM language model through the same code (its z is empty and log p(x) is exact).
 """
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.config import ModelConfig
-from bench.data import PAD_ID, predicted_tokens
-from bench.output_layer import at_least_float32, output_layer_nll, output_layer_nll_bf16
+from bench.core.config import ModelConfig
+from bench.core.data import PAD_ID, predicted_tokens
+from bench.core.output_layer import at_least_float32, output_layer_nll, output_layer_nll_bf16
 
 
 class LastStateSummary(nn.Module):
@@ -64,7 +64,7 @@ def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class ModelHooks:
-    """A method's changes to the model, given to it as one object (``bench.loop.build_model``
+    """A method's changes to the model, given to it as one object (``bench.core.loop.build_model``
     gathers them from the method's model-side hooks). Each left at its default keeps the
     standard VAE's part, with the same parameters in the same order (so the same numbers).
 
@@ -211,11 +211,11 @@ class SequenceVAE(nn.Module):
 
         Sums over the words and the end token; the start token is given, not predicted.
         The output layer and the cross-entropy are one fused function over contiguous
-        [B*K*(T-1), H] states (:mod:`bench.output_layer`), which never holds more than one
+        [B*K*(T-1), H] states (:mod:`bench.core.output_layer`), which never holds more than one
         logits-sized buffer; a model trained through second derivatives (SA-VAE) uses the
         plain operations while gradients are on, whose second derivative needs no recomputation.
         ``bf16`` (evaluation only) computes the output layer's product in bfloat16 with its
-        dominant terms recomputed in float32 (:func:`bench.output_layer.output_layer_nll_bf16`).
+        dominant terms recomputed in float32 (:func:`bench.core.output_layer.output_layer_nll_bf16`).
         """
         batch, samples = z.shape[:2]
         x_rep = x if samples == 1 else x.repeat_interleave(samples, dim=0)  # [B*K, T], row b*K+k: sentence b

@@ -1,8 +1,8 @@
 """Run an experiment grid (method x dataset x seed) with Ray Tune.
 
-``python -m bench.sweep experiments/cpu.yaml`` reads an experiment file, skips runs whose
+``python -m bench sweep experiments/cpu.yaml`` reads an experiment file, skips runs whose
 record is already finished, and schedules the rest as Ray Tune trials, each one a call of
-:func:`bench.lifecycle.run` (the same code path as ``python -m bench.train``). Runs resume from
+:func:`bench.core.lifecycle.run` (the same code path as ``python -m bench train``). Runs resume from
 their last epoch checkpoint, so killing the sweep and starting it again loses at most the
 epoch in progress and never a finished record. A failing trial is recorded as failed with
 its reason and does not stop the others.
@@ -37,12 +37,12 @@ from typing import Any
 
 import yaml
 
-from bench import files, records
-from bench.config import build_run_config, from_dict, yaml_error
-from bench.errors import BenchError, handle_sigterm, run_cli
-from bench.lifecycle import plan_run
-from bench.method import build_method
-from bench.metric_specs import TEST_METRICS, summary_line
+from bench.core import files, records
+from bench.core.config import build_run_config, from_dict, yaml_error
+from bench.core.errors import BenchError, handle_sigterm, run_cli
+from bench.core.lifecycle import plan_run
+from bench.core.method import build_method
+from bench.core.metric_specs import TEST_METRICS, summary_line
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def adopt_finished_twin(path: Path, label: str, results: Path, log) -> bool:
 
 def run_trial(params: dict, profile: str, results: str, data_dir: str | None, device: str,
               concurrent_trials: int = 1) -> None:
-    """Ray Tune trainable: one bench.train run; reports each epoch and the outcome.
+    """Ray Tune trainable: one bench.cli.train run; reports each epoch and the outcome.
 
     The final report carries the whole record, so the driver can write it into its own
     results folder even when this trial ran on another node with its own disk.
@@ -186,7 +186,7 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
     import ray
     from ray import tune
 
-    from bench.lifecycle import run
+    from bench.core.lifecycle import run
 
     trial = Trial(**params["trial"])
     node = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": platform.node()}
@@ -197,7 +197,7 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
                      **{f"valid_{m}": row[f"valid_{m}"] for m in (*(m.name for m in TEST_METRICS), "mi_noise")
                         if f"valid_{m}" in row}})
 
-    from bench.runlock import RunLocked, describe
+    from bench.core.runlock import RunLocked, describe
 
     config = trial_config(trial, profile)
     try:
@@ -353,7 +353,7 @@ def unfinished(trials: list[Trial], profile: str, results: Path, log) -> tuple[l
 def wait_until_free(trials: list[Trial], profile: str, results: Path, log, poll_seconds: float = 2.0) -> None:
     """Wait while other processes hold the locks of ``trials`` (their runs end finished, or
     free for this sweep to run)."""
-    from bench.runlock import is_locked
+    from bench.core.runlock import is_locked
     folders = {t.name: record_path(t, profile, results).parent for t in trials}
     if folders:
         log(f"waiting for {len(folders)} runs that another process is training: {', '.join(folders)}")
@@ -421,11 +421,11 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.sweep", description="Run an experiment grid (method x dataset x seed) on Ray Tune.",
+        prog="python -m bench sweep", description="Run an experiment grid (method x dataset x seed) on Ray Tune.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  python -m bench.sweep experiments/cpu.yaml --data-dir ../shared/data\n"
-               "  python -m bench.sweep experiments/paper.yaml --datasets yahoo --seeds 0,1,2\n"
-               "  python -m bench.sweep experiments/smoke.yaml --address auto   # an existing Ray cluster\n")
+        epilog="examples:\n  python -m bench sweep experiments/cpu.yaml --data-dir ../shared/data\n"
+               "  python -m bench sweep experiments/paper.yaml --datasets yahoo --seeds 0,1,2\n"
+               "  python -m bench sweep experiments/smoke.yaml --address auto   # an existing Ray cluster\n")
     parser.add_argument("experiment", type=Path, help="experiment YAML (see experiments/)")
     parser.add_argument("--datasets", metavar="A,B", help="only these of the experiment's datasets (or the built-in synthetic one)")
     parser.add_argument("--seeds", metavar="0,1", help="seeds instead of the experiment's")
@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir or os.environ.get("BENCH_DATA_DIR")
     for trial in expand(experiment, datasets, seeds):  # validate every config before starting Ray
         build_method(trial.method, trial_config(trial, experiment.profile).methods)
-    from bench.data import load_corpus  # a missing dataset is reported now, not by every trial
+    from bench.core.data import load_corpus  # a missing dataset is reported now, not by every trial
     for dataset in datasets or experiment.datasets:
         if dataset != "synthetic":
             load_corpus(dataset, trial_config(expand(experiment)[0], experiment.profile).data, data_dir)

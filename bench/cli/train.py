@@ -1,7 +1,7 @@
-"""Train and evaluate one run: ``python -m bench.train --method vae --dataset yahoo``.
+"""Train and evaluate one run: ``python -m bench train --method vae --dataset yahoo``.
 
-The command-line front of :func:`bench.lifecycle.run` (record, checkpoints, resume), which
-drives :class:`bench.loop.Trainer` (epochs, schedule, model selection).
+The command-line front of :func:`bench.core.lifecycle.run` (record, checkpoints, resume), which
+drives :class:`bench.core.loop.Trainer` (epochs, schedule, model selection).
 """
 
 from __future__ import annotations
@@ -10,24 +10,24 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench import records
-from bench.config import SECTIONS, available_profiles, build_run_config, parse_overrides
-from bench.data import SYNTHETIC
-from bench.errors import BenchError, run_cli
-from bench.lifecycle import run
-from bench.method import available_methods, build_method, method_class
-from bench.metric_specs import summary_line
+from bench.core import records
+from bench.core.config import SECTIONS, available_profiles, build_run_config, parse_overrides
+from bench.core.data import SYNTHETIC
+from bench.core.errors import BenchError, run_cli
+from bench.core.lifecycle import run
+from bench.core.method import available_methods, build_method, method_class
+from bench.core.metric_specs import summary_line
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.train", description="Train and evaluate one method on one dataset; "
+        prog="python -m bench train", description="Train and evaluate one method on one dataset; "
         "writes one self-describing record (metrics, timings, curves, config, hardware).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python -m bench.train --method vae --dataset synthetic --profile smoke\n"
-               "  python -m bench.train --method vae --dataset yahoo_resplit --profile cpu_text --data-dir ../shared/data\n"
-               "  python -m bench.train --method pooling+kl_anneal --dataset ptb --set model.latent_dim=16\n")
+               "  python -m bench train --method vae --dataset synthetic --profile smoke\n"
+               "  python -m bench train --method vae --dataset yahoo_resplit --profile cpu_text --data-dir ../shared/data\n"
+               "  python -m bench train --method pooling+kl_anneal --dataset ptb --set model.latent_dim=16\n")
     what = parser.add_argument_group("what to run")
     what.add_argument("--method", metavar="NAME", help="method name, or parts joined by '+' (see --list-methods)")
     what.add_argument("--dataset", metavar="NAME", default=SYNTHETIC,

@@ -1,6 +1,6 @@
 """One training per run: a lock in the run's folder, held while the run trains.
 
-Before a run trains (``bench.train``, a sweep trial, a cluster node), :func:`hold` takes an
+Before a run trains (``bench.cli.train``, a sweep trial, a cluster node), :func:`hold` takes an
 exclusive lock on ``<run folder>/run.lock`` with ``filelock.FileLock`` (``flock``/``fcntl``
 locks, kept by the kernel or, on shared storage, by the file server) and writes who holds it
 (host, process, start time, last epoch) to ``run.owner.json`` beside it. A process that finds
@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 LOCK_NAME = "run.lock"
 OWNER_NAME = "run.owner.json"

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.errors import BenchError
+from bench.core.errors import BenchError
 
 
 def make_output_dir(folder: Path) -> None:

@@ -13,7 +13,7 @@ The generative process of their synthetic data (facts from the authors' generato
 
 On this corpus a standard VAE with a one-dimensional latent collapses while aggressive
 training keeps the encoder on the model's posterior (He et al. 2019, Figure 2): the
-setting of ``bench.diagnose lagging`` and of the ``toy`` profile. The reference uses its
+setting of ``bench.cli.diagnose lagging`` and of the ``toy`` profile. The reference uses its
 test file as validation set too; here train, valid and test are separate draws. The
 corpus is deterministic from ``DataConfig.synthetic_seed`` and needs no files.
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.config import DataConfig
+from bench.core.config import DataConfig
 
 EMBED_DIM = 100
 HIDDEN_DIM = 100

@@ -1,29 +1,29 @@
 """The results layer: what a run record holds, and the one reader that turns records into rows.
 
 A run record (``<results>/<profile>/<dataset>/<label>/seed<N>-<run id>/record.json``, written
-by :mod:`bench.lifecycle`; a record of another run's configuration copied by a sweep also
+by :mod:`bench.core.lifecycle`; a record of another run's configuration copied by a sweep also
 has ``adopted_from``):
 
 ============================  ==============================================================
 field                         what
 ============================  ==============================================================
-``run_id``                    hash of the configuration (:func:`bench.records.run_id`)
+``run_id``                    hash of the configuration (:func:`bench.core.records.run_id`)
 ``label``, ``method``         the run's name in tables, and the method module it ran
 ``dataset``, ``profile``,     what it ran on, at which profile, with which training seed
 ``seed``
-``config``                    the whole :class:`~bench.config.RunConfig` (``to_dict``)
+``config``                    the whole :class:`~bench.core.config.RunConfig` (``to_dict``)
 ``method_settings``           the method's typed settings as used
 ``uses_latent``               False for a model without a latent (the language model)
 ``status``                    ``running``, ``finished`` or ``failed`` (then ``error``)
-``metrics.test``              test-split evaluation (:func:`bench.metrics.evaluate`): the
-                              metrics of :data:`bench.metric_specs.TEST_METRICS`, ``mi_noise``,
+``metrics.test``              test-split evaluation (:func:`bench.core.metrics.evaluate`): the
+                              metrics of :data:`bench.core.metric_specs.TEST_METRICS`, ``mi_noise``,
                               ``iw_samples``, ``iw_sentences``, ``nll_per_sentence``, the
                               dispersion statistics (``feature_cosine_distance``, ...)
 ``metrics.test_refined``      the same with the method's refined posterior (SA-VAE), if any
 ``metrics.valid``             validation metrics of the best epoch
 ``timing``                    ``train_seconds``, ``train_hours``, ``valid_eval_seconds``,
                               ``test_eval_seconds``, ``train_cpu_share``, ``load_per_core``
-``concurrent_trials``         trials its sweep trained at once (1 for ``bench.train``)
+``concurrent_trials``         trials its sweep trained at once (1 for ``bench.cli.train``)
 ``curves``                    one row per epoch: training and validation metrics, lr, times
 ``environment``, ``code``     packages, hardware, host; the code version
 ``sessions``                  each process that trained it (host, pid, start, first epoch)
@@ -41,8 +41,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from bench import records
-from bench.metric_specs import TEST_METRICS
+from bench.core import records
+from bench.core.metric_specs import TEST_METRICS
 
 SHARED_CORES = "shared cores"  # the condition of a CPU run below OWN_CORES_SHARE
 OWN_CORES_SHARE = 0.85  # a CPU run that got at least this CPU share (per thread) had its cores
@@ -79,12 +79,12 @@ def run_rows(found: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(ROW_COLUMNS))
 
 
-POINT_SEPARATOR = "@"  # a scale point's run label: "<method label>@<point>" (bench.sweep.expand)
+POINT_SEPARATOR = "@"  # a scale point's run label: "<method label>@<point>" (bench.cli.sweep.expand)
 
 
 def without_points(rows: pd.DataFrame) -> pd.DataFrame:
     """``rows`` less those of scale-study points (``label@point``): a comparison table or report
-    compares methods at one setting; the points along an axis are :mod:`bench.scale`'s."""
+    compares methods at one setting; the points along an axis are :mod:`bench.analysis.scale`'s."""
     return rows[~rows["label"].str.contains(POINT_SEPARATOR, regex=False)] if len(rows) else rows
 
 
@@ -112,12 +112,12 @@ def uses_latent(record: dict[str, Any]) -> bool:
 
 
 def mi_noise(record: dict[str, Any], key: str = "test") -> float:
-    """The MI noise floor of a record's evaluation (:func:`bench.metrics.mi_noise_floor`); derived
+    """The MI noise floor of a record's evaluation (:func:`bench.core.metrics.mi_noise_floor`); derived
     from the latent size and the sentences for records written before it was stored."""
     test = record["metrics"][key]
     if "mi_noise" in test:
         return float(test["mi_noise"])
-    from bench.metrics import mi_noise_floor
+    from bench.core.metrics import mi_noise_floor
     latent = record.get("config", {}).get("model", {}).get("latent_dim") if uses_latent(record) else 0
     if latent is None or not test.get("sentences"):
         return math.nan  # not enough in the record to say
@@ -135,7 +135,7 @@ def timing_condition(record: dict[str, Any]) -> str | None:
     trained at once, and on a CPU whether the run had its cores (``train_cpu_share``, the
     process's CPU time per wall-clock second per thread, at least ``OWN_CORES_SHARE``) or
     shared them with other work. Training times are compared only between runs of one
-    condition that is not ``shared cores`` (bench.compare.time_ratio). None for records made
+    condition that is not ``shared cores`` (bench.cli.compare.time_ratio). None for records made
     before the conditions were recorded."""
     timing, hardware = record.get("timing", {}), hardware_label(record)
     share = timing.get("train_cpu_share")

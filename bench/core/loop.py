@@ -7,8 +7,8 @@ validation loss with the *previous epoch that was not worse* (reset at each deca
 ``decay_patience`` worse epochs in a row, from 0-based epoch ``decay_start_epoch`` on, the
 learning rate is halved and the best checkpoint restored; training stops after
 ``max_decays`` decays or ``max_epochs``. The test evaluation uses the best checkpoint.
-Methods change the objective and the update through :mod:`bench.method` hooks, which get a
-:class:`~bench.step.StepContext`, never the loop itself.
+Methods change the objective and the update through :mod:`bench.core.method` hooks, which get a
+:class:`~bench.core.step.StepContext`, never the loop itself.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from typing import Any, Callable
 
 import torch
 
-from bench.config import RunConfig
-from bench.data import BatchedSplit, Corpus
-from bench.errors import BenchError
-from bench.method import Method, TrainingClock, defines
-from bench.metric_specs import summary_line
-from bench.metrics import evaluate, mean_mutual_information
-from bench.model import ModelHooks, SequenceVAE
-from bench.step import StepContext, check_finite
+from bench.core.config import RunConfig
+from bench.core.data import BatchedSplit, Corpus
+from bench.core.errors import BenchError
+from bench.core.method import Method, TrainingClock, defines
+from bench.core.metric_specs import summary_line
+from bench.core.metrics import evaluate, mean_mutual_information
+from bench.core.model import ModelHooks, SequenceVAE
+from bench.core.step import StepContext, check_finite
 
 FINITE_CHECK_EVERY = 50  # steps between checks of the running loss (each check waits for the device)
 PROGRESS_EVERY_S = 30.0  # without a terminal, a progress line inside an epoch this often
@@ -40,7 +40,7 @@ PROGRESS_EVERY_S = 30.0  # without a terminal, a progress line inside an epoch t
 def cpu_share(cpu_seconds: float, wall_seconds: float) -> float:
     """CPU time this process got per second of wall-clock per torch thread: about 1 when a
     CPU run had its cores to itself, lower when other work shared them (a timing condition:
-    training times are compared only between runs that had their cores, bench.compare)."""
+    training times are compared only between runs that had their cores, bench.cli.compare)."""
     return cpu_seconds / max(wall_seconds * torch.get_num_threads(), 1e-9)
 
 

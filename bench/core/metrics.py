@@ -13,9 +13,9 @@ from typing import Iterable
 
 import torch
 
-from bench.config import EvalConfig
-from bench.data import predicted_tokens
-from bench.model import gaussian_kl_per_dim, log_diagonal_normal, log_standard_normal
+from bench.core.config import EvalConfig
+from bench.core.data import predicted_tokens
+from bench.core.model import gaussian_kl_per_dim, log_diagonal_normal, log_standard_normal
 
 
 DISPERSION_SENTENCES = 2000  # pairwise cosine distances cost O(N^2)
@@ -35,8 +35,8 @@ def iw_log_likelihood(model, x: torch.Tensor, num_samples: int, samples_per_chun
     With an empty latent (a language model) log p(x|z) = log p(x) and one pass is exact.
     ``bf16`` computes the decoder's output layer, most of the arithmetic, in bfloat16 (GPUs,
     CPUs with AVX-512 BF16 or AMX) with its dominant terms recomputed in float32
-    (:func:`bench.output_layer.output_layer_nll_bf16`); the LSTM, z and the log-sum-exp stay
-    float32. ``eval.iw_bf16`` turns it on for a run; ``bench.perf --bf16`` measures it.
+    (:func:`bench.core.output_layer.output_layer_nll_bf16`); the LSTM, z and the log-sum-exp stay
+    float32. ``eval.iw_bf16`` turns it on for a run; ``bench.cli.perf --bf16`` measures it.
     """
     mu, logvar = model.encode(x)
     if mu.size(1) == 0:
@@ -152,7 +152,7 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
     order so that it is representative), also ``nll`` = -IW log-likelihood with
     ``iw_samples`` samples and ``ppl`` = exp(total NLL / total predicted tokens, end token
     included) over those sentences, and ``nll_per_sentence`` (file order when ``iw_batches``
-    is a :class:`~bench.data.BatchedSplit`), which paired comparisons of runs resample.
+    is a :class:`~bench.core.data.BatchedSplit`), which paired comparisons of runs resample.
     """
     eval_config = eval_config or EvalConfig()
     was_training = model.training

@@ -1,9 +1,9 @@
 """The reported metrics, declared once: name, header, which direction is better, digits,
 meaning, and whether a model without a latent variable (the language model) has it.
 
-``bench.compare`` (tables), ``bench.report`` (the report) and the progress lines of
-``bench.train`` and ``bench.sweep`` read this list; a new metric is added here (and
-computed in :func:`bench.metrics.evaluate`), nowhere else.
+``bench.cli.compare`` (tables), ``bench.analysis.report`` (the report) and the progress lines of
+``bench.cli.train`` and ``bench.cli.sweep`` read this list; a new metric is added here (and
+computed in :func:`bench.core.metrics.evaluate`), nowhere else.
 """
 
 from __future__ import annotations

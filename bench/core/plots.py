@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.files import make_output_dir
+from bench.core.files import make_output_dir
 
 
 def pyplot():

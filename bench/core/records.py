@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.config import RunConfig
-from bench.errors import BenchError
+from bench.core.config import RunConfig
+from bench.core.errors import BenchError
 
 RECORD_NAME = "record.json"
 CHECKPOINT_NAME = "checkpoint.pt"
-DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "results"
+DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 
 def run_id(config: RunConfig, method_settings: dict[str, Any]) -> str:

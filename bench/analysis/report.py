@@ -418,8 +418,8 @@ def write_report(results: Path, profile: str | None, out: Path | None = None) ->
                   "those sentences. Tracking the posterior = correlation near 1; collapsed = encoder spread near 0.",
                   "", *summary_lines(lagging["traces"]), ""]
     if (out / "SCALE.md").is_file():  # bench.analysis.scale's section: where each remedy starts to work, per axis
-        lines += ["## Scale study", "", "Per axis (sentence length, training data, model width, encoder "
-                  "initialisation): where each remedy and pooling start to separate from the VAE, with the research "
+        lines += ["## Scale study", "", "Per axis (sentence length, training data, the paper's domain, model "
+                  "width, encoder initialisation): where each remedy and pooling start to separate from the VAE, with the research "
                   "questions answered at every point: [SCALE.md](SCALE.md), made by `python -m bench scale`.", ""]
     report = out / "REPORT.md"
     report.write_text("\n".join(lines))

@@ -24,7 +24,6 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
-
 from bench.core import files, records
 from bench.core import results as results_layer
 from bench.core.errors import BenchError, run_cli

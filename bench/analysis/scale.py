@@ -224,7 +224,7 @@ def parse_study(text: str) -> tuple[Path, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__.split("\n\n")[0],
                                      epilog="example: python -m bench scale experiments/scale_length.yaml="
-                                            "results/scale_length experiments/real_text.yaml=results/real_text")
+                                            "results/scale_length experiments/scale_data.yaml=results/real_text")
     parser.add_argument("studies", nargs="+", metavar="EXPERIMENT=RESULTS",
                         help="a scale experiment file and the results folder of its sweep")
     parser.add_argument("--out", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR",

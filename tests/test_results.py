@@ -37,3 +37,10 @@ def test_a_metric_added_to_the_specs_leaves_the_committed_records_readable(tmp_p
     assert done.returncode == 0, done.stderr[-2000:]
     assert "bleu_mean" in (tmp_path / "comparison.csv").read_text().splitlines()[0]
     assert "**RQ2 (synthetic" in (tmp_path / "REPORT.md").read_text()
+
+
+def test_lr_decays_counts_the_epochs_whose_rate_was_cut():
+    curves = [{"lr": lr} for lr in (1.0, 1.0, 0.5, 0.5, 0.25)]
+    assert results.lr_decays({"curves": curves}) == 2
+    assert results.lr_decays({"curves": [{"lr": 1.0}] * 4}) == 0
+    assert math.isnan(results.lr_decays({"curves": []}))

@@ -51,8 +51,8 @@ EVALUATIONS = (("", "test"), (REFINED_SUFFIX, "test_refined"))
 DISPERSION = ("feature_variance", "feature_cosine_distance", "mu_variance")
 ID_COLUMNS = ("label", "dataset", "profile", "seed", "run_id", "evaluation")
 ROW_COLUMNS = (*ID_COLUMNS, "method", "uses_latent", *(m.name for m in TEST_METRICS), "mi_noise", "iw_samples",
-               "iw_sentences", "nll_per_sentence", *DISPERSION, "final_valid_kl", "train_hours",
-               "timing_condition", "hardware")
+               "iw_sentences", "nll_per_sentence", *DISPERSION, "final_valid_kl", "lr_decays",
+               "train_hours", "timing_condition", "hardware")
 
 
 def run_rows(found: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -73,6 +73,7 @@ def run_rows(found: Iterable[dict[str, Any]]) -> pd.DataFrame:
                          "iw_sentences": test.get("iw_sentences"), "nll_per_sentence": test.get("nll_per_sentence"),
                          **{name: test.get(name, math.nan) for name in DISPERSION},
                          "final_valid_kl": last_epoch.get("valid_kl", math.nan),
+                         "lr_decays": lr_decays(record),
                          "train_hours": record.get("timing", {}).get("train_hours", math.nan),
                          "timing_condition": timing_condition(record),
                          "hardware": hardware_label(record)})
@@ -109,6 +110,13 @@ def uses_latent(record: dict[str, Any]) -> bool:
     record states it (lifecycle.new_record; the committed records written before the field
     existed were backfilled); a record without it is taken to have one."""
     return bool(record.get("uses_latent", True))
+
+
+def lr_decays(record: dict[str, Any]) -> float:
+    """How many times the learning-rate rule cut the rate: the epochs whose ``lr`` is below the
+    epoch's before (NaN for a record whose curves hold no rate)."""
+    rates = [epoch["lr"] for epoch in record.get("curves") or [] if epoch.get("lr") is not None]
+    return float(sum(later < earlier for earlier, later in zip(rates, rates[1:]))) if rates else math.nan
 
 
 def mi_noise(record: dict[str, Any], key: str = "test") -> float:

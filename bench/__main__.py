@@ -6,6 +6,7 @@ gives a command's own help. ``python -m bench.cli.train ...`` and the like work 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -37,8 +38,6 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     if argv[0] not in COMMANDS:
-        import difflib
-
         close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         print(f"error: unknown command '{argv[0]}'.{hint} Commands: {', '.join(COMMANDS)}", file=sys.stderr)

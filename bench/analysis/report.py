@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.cli import compare
 from bench.core import records
 from bench.core import results as results_layer
 from bench.core.errors import BenchError, run_cli
 from bench.core.plots import pyplot, save
 from bench.core.stats import Interval, mean_interval, welch_difference
+from bench.cli import compare
 
 CURVE_METRICS = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"),
                  ("valid_elbo_nll", "validation -ELBO (nats)"))

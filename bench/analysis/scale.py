@@ -24,12 +24,12 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.core import files, records
-from bench.analysis import report
 from bench.core import results as results_layer
 from bench.core.errors import BenchError, run_cli
 from bench.core.plots import pyplot, save
 from bench.core.stats import mean_interval
 from bench.cli.sweep import Experiment, expand, load_experiment
+from bench.analysis import report
 
 # (column, axis title): what each figure panel and table column shows
 SCALE_METRICS = (("kl", "test KL (nats)"), ("mi", "test MI (nats)"), ("au", "active units"),

@@ -73,3 +73,16 @@ def test_shell_level_mistakes_are_one_line():
     assert closed.returncode == 0 and closed.stderr == ""
     download = run(f"{sys.executable} -m bench download --help")
     assert download.returncode == 0 and "usage: python -m bench download" in download.stdout and "{list,download}" in download.stdout
+
+
+def test_the_front_door_lists_runs_and_refuses_commands():
+    def bench(*args):
+        return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=120)
+
+    listing = bench()
+    assert listing.returncode == 0 and all(name in listing.stdout for name in ("train", "sweep", "compare", "scale"))
+    typo = bench("trian")
+    assert typo.returncode == 2 and typo.stderr.strip().count("\n") == 0 and "Did you mean 'train'?" in typo.stderr
+    helped = bench("compare", "--help")
+    assert helped.returncode == 0 and "usage: python -m bench compare" in helped.stdout

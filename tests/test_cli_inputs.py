@@ -37,6 +37,21 @@ def test_sweep_argument_mistakes_are_refused_before_anything_runs(tmp_path, argu
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("settings, expected", [
+    ("train: {max_epoch: 3}", "exp.yaml, run vae/synthetic/seed0, settings train: unknown key 'max_epoch' "
+                              "(did you mean 'max_epochs'?)"),
+    ("beta_vae: {betta: 0.2}", "exp.yaml, run beta_vae/synthetic/seed0, settings [beta_vae]: unknown key 'betta'"),
+])
+def test_experiment_settings_mistakes_name_the_file_and_run(tmp_path, settings, expected):
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(f"profile: smoke\ndatasets: [synthetic]\nseeds: [0]\nruns: [vae, beta_vae]\n"
+                          f"settings: {{{settings}}}\n")
+    with pytest.raises(BenchError) as error:
+        sweep.main([str(experiment), "--results", str(tmp_path / "results")])
+    assert expected in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "results").exists()
+
+
 def test_yaml_mistakes_give_file_line_and_column(tmp_path):
     experiment = tmp_path / "bad.yaml"
     experiment.write_text("profile: smoke\nruns: [vae\ndatasets: [synthetic]\n")

@@ -27,6 +27,20 @@ def sweep_command(experiment, results):
     return [sys.executable, "-m", "bench.cli.sweep", str(experiment), "--results", str(results)]
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_committed_experiments_build(path):
+    """Every committed experiment file loads, and every run it expands to builds its config and
+    method, as the sweep checks before starting Ray (a typo in a long study fails here, not hours in)."""
+    from bench.cli.sweep import trial_config
+    from bench.core.method import build_method
+
+    experiment = load_experiment(path)
+    trials = expand(experiment)
+    assert trials and len({(t.name, t.dataset, t.seed) for t in trials}) == len(trials)
+    for trial in trials:
+        build_method(trial.method, trial_config(trial, experiment.profile).methods)
+
+
 def test_experiment_validation(tmp_path):
     with pytest.raises(BenchError, match="unknown key 'method'"):
         load_experiment(write_experiment(tmp_path, "[vae]", extra="method: vae"))

@@ -131,8 +131,9 @@ def expand(experiment: Experiment, only_datasets=None, only_seeds=None) -> list[
             for seed in (only_seeds if only_seeds is not None else run.seeds or experiment.seeds)]
 
 
-def trial_config(trial: Trial, profile: str):
-    return build_run_config(trial.method, trial.dataset, profile, trial.seed, trial.settings)
+def trial_config(trial: Trial, profile: str, source: str = "experiment"):
+    return build_run_config(trial.method, trial.dataset, profile, trial.seed, trial.settings,
+                            f"{source}, run {trial.name}, settings")
 
 
 _RECORD_PATHS: dict[tuple, Path] = {}  # (trial, profile, results) -> record path: derived once
@@ -462,7 +463,8 @@ def main(argv: list[str] | None = None) -> int:
         raise BenchError(f"--seeds expects integers separated by commas, e.g. 0,1,2; got '{args.seeds}'") from None
     data_dir = args.data_dir or os.environ.get("BENCH_DATA_DIR")
     for trial in expand(experiment, datasets, seeds):  # validate every config before starting Ray
-        build_method(trial.method, trial_config(trial, experiment.profile).methods)
+        build_method(trial.method, trial_config(trial, experiment.profile, str(args.experiment)).methods,
+                     f"{args.experiment}, run {trial.name}, settings")
     from bench.core.data import load_corpus  # a missing dataset is reported now, not by every trial
     for dataset in datasets or experiment.datasets:
         if dataset != "synthetic":

@@ -198,15 +198,18 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def build_run_config(method: str, dataset: str, profile: str = "cpu", seed: int = 0,
-                     overrides: Mapping[str, Mapping[str, Any]] | None = None) -> RunConfig:
+                     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                     overrides_source: str = "--set") -> RunConfig:
     """Resolve a profile plus overrides into a validated :class:`RunConfig`.
 
     Sections other than data/model/train/eval are method settings, kept for the method's
     own config class to validate (see :func:`bench.core.method.build_method`).
+    ``overrides_source`` names where the overrides came from in error messages (an
+    experiment file's run, or the command line).
     """
     profile_name, raw, source = load_profile(profile)
     merged: dict[str, dict[str, Any]] = {}
-    for layer, where in ((raw, source), (overrides or {}, "--set")):
+    for layer, where in ((raw, source), (overrides or {}, overrides_source)):
         for section, values in layer.items():
             if section == "methods":  # older profiles nest the method sections under "methods"
                 for name, settings in (values or {}).items():
@@ -216,7 +219,7 @@ def build_run_config(method: str, dataset: str, profile: str = "cpu", seed: int 
     for name, cls in SECTIONS.items():  # the profile alone first, so that an error is blamed on its source
         from_dict(cls, _mapping(raw.get(name) or {}, f"{source}: {name}"), f"{source} [{name}]")
     sections = {name: from_dict(cls, merged.pop(name, {}),
-                                f"--set {name}" if name in (overrides or {}) else f"{source} [{name}]")
+                                f"{overrides_source} {name}" if name in (overrides or {}) else f"{source} [{name}]")
                 for name, cls in SECTIONS.items()}
     if dataset == "synthetic":
         _check_synthetic_overrides(sections["data"], (overrides or {}).get("data", {}))

@@ -48,7 +48,9 @@ def test_scale_section_finds_where_a_remedy_starts_to_work(tmp_path):
     out = tmp_path / "out"
     text = scale.write_scale_report([(experiment, results)], out).read_text()
     assert "## toy: data.synthetic_length" in text and "18 of 18 runs finished" in text
-    assert "- **aggressive**: first separates at long; short: does not, long: separates." in text
+    assert ("- **aggressive**: first separates at long; short: does not (MI 0.02 ± 0.02), "
+            "long: separates (MI 1.01 ± 0.02).") in text
+    assert "- **vae** (the reference), MI per point: short 0.01 ± 0.02 (floor ±0.04); long 0.01 ± 0.02" in text
     assert ("- **pooling_max** (max pooling, the paper's method): separates at no point tested "
             "(the largest tested: long)") in text
     assert re.search(r"\| long +\| aggressive +\| 3 +\| 1\.06 ± 0\.02 ", text)  # KL: mean ± t-interval half-width

@@ -31,14 +31,13 @@ def sweep_command(experiment, results):
 def test_committed_experiments_build(path):
     """Every committed experiment file loads, and every run it expands to builds its config and
     method, as the sweep checks before starting Ray (a typo in a long study fails here, not hours in)."""
-    from bench.cli.sweep import trial_config
-    from bench.core.method import build_method
+    from bench.cli.sweep import check_trial
 
     experiment = load_experiment(path)
     trials = expand(experiment)
     assert trials and len({(t.name, t.dataset, t.seed) for t in trials}) == len(trials)
     for trial in trials:
-        build_method(trial.method, trial_config(trial, experiment.profile).methods)
+        check_trial(trial, experiment.profile, path.name)
 
 
 def test_experiment_validation(tmp_path):

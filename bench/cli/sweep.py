@@ -136,6 +136,11 @@ def trial_config(trial: Trial, profile: str, source: str = "experiment"):
                             f"{source}, run {trial.name}, settings")
 
 
+def check_trial(trial: Trial, profile: str, source: str) -> None:
+    """Build ``trial``'s config and method, as its training will; a mistake names ``source`` and the run."""
+    build_method(trial.method, trial_config(trial, profile, source).methods, f"{source}, run {trial.name}, settings")
+
+
 _RECORD_PATHS: dict[tuple, Path] = {}  # (trial, profile, results) -> record path: derived once
 
 
@@ -463,8 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         raise BenchError(f"--seeds expects integers separated by commas, e.g. 0,1,2; got '{args.seeds}'") from None
     data_dir = args.data_dir or os.environ.get("BENCH_DATA_DIR")
     for trial in expand(experiment, datasets, seeds):  # validate every config before starting Ray
-        build_method(trial.method, trial_config(trial, experiment.profile, str(args.experiment)).methods,
-                     f"{args.experiment}, run {trial.name}, settings")
+        check_trial(trial, experiment.profile, str(args.experiment))
     from bench.core.data import load_corpus  # a missing dataset is reported now, not by every trial
     for dataset in datasets or experiment.datasets:
         if dataset != "synthetic":

@@ -29,6 +29,7 @@ def test_train_settings_mistakes_name_the_setting(tmp_path, arguments, expected)
     (["--seeds", ""], "--seeds expects integers separated by commas"),
     (["--seeds", "0,x"], "--seeds expects integers separated by commas"),
     (["--cpus", "0"], "--cpus must be >= 1"),
+    (["--points", "len10"], "--points 'len10': not among the experiment's points (it has none)"),
 ])
 def test_sweep_argument_mistakes_are_refused_before_anything_runs(tmp_path, arguments, expected):
     with pytest.raises(BenchError, match=None) as error:

@@ -272,3 +272,20 @@ def test_csv_comes_with_tidy_run_rows(results, tmp_path):
     nll = runs[(runs["metric"] == "nll") & (runs["label"] == "pooling")].sort_values("seed")["value"].tolist()
     assert nll == [325.0, 327.0, 326.0]  # one row per finished run (the failed aggressive is not there)
     assert set(runs["label"]) == {"vae", "pooling"} and (runs.groupby(["label", "seed", "metric"]).size() == 1).all()
+
+
+def test_one_scale_point_is_compared_under_its_method_labels(tmp_path, capsys):
+    root = tmp_path / "results"
+    write_record(root, "vae", "d", 0, 50.0, 0.0, 1.0)  # the default table: the unlabelled runs
+    for point, nll in (("small", 60.0), ("large", 40.0)):
+        write_record(root, f"vae@{point}", "d", 0, nll, 0.0, 1.0)
+        write_record(root, f"beta@{point}", "d", 0, nll + 1, 3.0, 1.0)
+    compare.main(["--datasets", "d", "--results", str(root), "--format", "md"])
+    default = capsys.readouterr().out
+    assert "| vae " in default and "beta" not in default and "@" not in default
+    compare.main(["--datasets", "d", "--results", str(root), "--format", "md", "--point", "small"])
+    small = capsys.readouterr().out
+    assert "scale-study point small" in small and "@" not in small
+    assert "**60.00**" in small and "| beta " in small and "61.00" in small and "41.00" not in small
+    with pytest.raises(BenchError, match="--point medium: no finished records .* points present: large, small"):
+        compare.main(["--datasets", "d", "--results", str(root), "--point", "medium"])

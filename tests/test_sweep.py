@@ -55,6 +55,14 @@ def test_experiment_validation(tmp_path):
     assert [t.name for t in expand(own_seeds)] == ["vae/synthetic/seed0", "vae/synthetic/seed1",
                                                    "vae_3x/synthetic/seed0"]
     assert len(expand(own_seeds, only_seeds=(5,))) == 2  # --seeds applies to every run
+    points = "points: {short: {train: {max_epochs: 1}}, long: {train: {max_epochs: 3}}}"
+    own_points = load_experiment(write_experiment(tmp_path, "[vae, {label: agg, method: aggressive, points: [short]}]",
+                                                  seeds="[0]", extra=points))
+    assert [t.name for t in expand(own_points)] == ["vae@short/synthetic/seed0", "agg@short/synthetic/seed0",
+                                                    "vae@long/synthetic/seed0"]
+    with pytest.raises(BenchError, match=r"run agg: points \['medium'\] are not among the experiment's points"):
+        load_experiment(write_experiment(tmp_path, "[{label: agg, method: aggressive, points: [medium]}]",
+                                         extra=points))
 
 
 def test_gpu_request_without_gpu_fails_fast(tmp_path):

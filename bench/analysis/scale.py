@@ -82,6 +82,8 @@ def point_table(study: pd.DataFrame, experiment: Experiment) -> str:
     for point in experiment.points:
         for run in experiment.runs:
             runs = study[(study["point"] == point) & (study["label"] == run.label)]
+            if run.points is not None and point not in run.points:
+                continue  # not a run of this point (the experiment file names its points)
             if not len(runs):
                 rows.append([point, run.label, 0, *["not run yet"] + ["" for _ in TABLE_METRICS[1:]]])
                 continue
@@ -180,15 +182,21 @@ def plot_study(study: pd.DataFrame, experiment: Experiment, name: str, out: Path
     return save(figure, out / f"scale_{name}")
 
 
+def own_points(experiment: Experiment) -> str:
+    """`` (aggressive only at len10)`` for the runs that name their own points."""
+    limited = [f"{run.label} only at {', '.join(run.points)}" for run in experiment.runs if run.points is not None]
+    return f" ({'; '.join(limited)})" if limited else ""
+
+
 def study_section(experiment_path: Path, results: Path, figures: Path) -> list[str]:
     experiment, study = load_study(experiment_path, results)
     name = experiment_path.stem.removeprefix("scale_")
     expected = len(expand(experiment))
     lines = [f"## {name}: {', '.join(axis_keys(experiment))}", "",
              f"Experiment `{experiment_path}` ({experiment.profile} profile), records under `{results}`: "
-             f"{len(study)} of {expected} runs finished ({len(experiment.runs)} methods x {len(experiment.points)} "
-             f"points: {', '.join(experiment.points)}; seeds {', '.join(map(str, experiment.seeds))}). Reduced "
-             "numbers: never compare them with published ones.", ""]
+             f"{len(study)} of {expected} runs finished ({len(experiment.runs)} methods at {len(experiment.points)} "
+             f"points: {', '.join(experiment.points)}{own_points(experiment)}; seeds "
+             f"{', '.join(map(str, experiment.seeds))}). Reduced numbers: never compare them with published ones.", ""]
     if not len(study):
         return lines + ["No finished runs yet: run the experiment (README: the real-text scale study).", ""]
     figure = plot_study(study, experiment, name, figures)

@@ -347,7 +347,7 @@ def render_latex(rows, columns, caption: str, dataset: str, layout: str = "compa
                            caption=latex_escape(caption))
 
 
-def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> str:
+def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None, point: str | None = None) -> str:
     mine = measured[measured["dataset"] == dataset]
     hardware = ", ".join(sorted(set(mine["hardware"]))) if len(mine) else "none"
     scale = "paper-scale" if profile == "paper" else f"REDUCED '{profile}' profile, not comparable to published numbers"
@@ -362,6 +362,8 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> st
              "no information, on this test set; an MI within it is noise, not information." if noise > 0 else "")
     sentences = sorted(set(int(v) for v in mine["iw_sentences"].dropna())) if "iw_sentences" in mine else []
     scored = f" on {'/'.join(map(str, sentences))} test sentences" if sentences else ""
+    if point:
+        scale += f", scale-study point {point}"
     return (f"{dataset}: {scale}; hardware {hardware}. NLL = importance-weighted test NLL (nats/sentence){scored}; "
             f"values are mean ± half-width of the 95% t-interval over n seeds (no ± with one seed); Δ = difference "
             f"to the standard VAE with Welch's 95% interval over seeds (each seed's NLL a mean over the same test "
@@ -372,7 +374,7 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None) -> st
             f"'-': not applicable (a language model has no latent) or not published." + floor + no_active_unit)
 
 
-def render(style: str, datasets, measured, published, profile, columns, layout: str) -> str:
+def render(style: str, datasets, measured, published, profile, columns, layout: str, point: str | None = None) -> str:
     """Every dataset's table in one format (``csv``: one file for all)."""
     if style == "csv":
         return pd.concat([measured.assign(source="measured", profile=profile),
@@ -387,7 +389,7 @@ def render(style: str, datasets, measured, published, profile, columns, layout: 
             if not rows:
                 parts.append(f"{dataset}: no measured runs and no published numbers\n")
                 continue
-            caption = caption_for(dataset, group, profile) + (
+            caption = caption_for(dataset, group, profile, point) + (
                 "" if index == 0 else " A separate table: these runs were scored on other test sentences than the "
                 "first table's, so they share no column, best value, difference or time ratio with it.")
             name = dataset if index == 0 else f"{dataset}-{sentences}"
@@ -420,10 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  python -m bench compare --datasets yahoo_resplit,yelp_xu_resplit\n"
                "  python -m bench compare --datasets yahoo,yelp --format latex,md --out tables/\n"
                "  python -m bench compare --datasets yahoo --format latex --columns nll,kl,mi,au --layout wide\n"
-               "  python -m bench compare --datasets yahoo,yelp --published-only\n")
+               "  python -m bench compare --datasets yahoo,yelp --published-only\n"
+               "  python -m bench compare --datasets ptb --results results/real_text --point ptb5k\n")
     parser.add_argument("--datasets", required=True, metavar="A,B")
     parser.add_argument("--methods", metavar="A,B", help="only these run labels (default: all but the scale "
                         "study's points, label@point, which bench.analysis.scale tabulates)")
+    parser.add_argument("--point", metavar="NAME", help="compare the methods at this scale-study point instead "
+                        "(the runs labelled <label>@NAME, shown as <label>)")
     parser.add_argument("--results", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR")
     parser.add_argument("--profile", metavar="NAME", help="which profile's records (needed when several exist)")
     parser.add_argument("--format", default="table", metavar="F,G", help=f"any of {', '.join(FORMATS)}")
@@ -452,7 +457,14 @@ def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, pd.DataFram
     """The chosen finished records as rows and aggregated, and their profile; a one-line error when
     there are none."""
     frame = load_records(args.results, datasets, args.profile)
-    if not args.methods:  # scale-study points (label@point) only when named
+    if args.point:
+        points = sorted({label.rsplit(results_layer.POINT_SEPARATOR, 1)[1] for label in frame["label"]
+                         if results_layer.POINT_SEPARATOR in label}) if len(frame) else []
+        if args.point not in points:
+            raise BenchError(f"--point {args.point}: no finished records of that scale-study point on "
+                             f"{', '.join(datasets)} under {args.results}; points present: {', '.join(points) or 'none'}")
+        frame = results_layer.at_point(frame, args.point)
+    elif not args.methods:  # scale-study points (label@point) only when named
         frame = results_layer.without_points(frame)
     if args.methods and len(frame):
         wanted = [m.strip() for m in args.methods.split(",")]
@@ -481,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, measured, profile = measured_frame(args, datasets)
     published = load_published(datasets, args.include_unverified)
     outputs = {style: render(style, datasets, measured, published, profile,
-                             chosen or (LATEX_COLUMNS if style == "latex" else ALL_COLUMNS), args.layout)
+                             chosen or (LATEX_COLUMNS if style == "latex" else ALL_COLUMNS), args.layout, args.point)
                for style in formats}
     for style, text in outputs.items():
         if not args.out or style == "table":  # with --out, files hold the rest

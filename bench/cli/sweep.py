@@ -22,11 +22,13 @@ Experiment file::
       - pooling+kl_anneal
       - {label: beta_vae_0.2, method: beta_vae, settings: {beta_vae: {beta: 0.2}}}
       - {label: vae_3x, method: vae, settings: {train: {max_epochs: 24}}, seeds: [0]}  # its own seeds
+      - {label: aggressive, method: aggressive, points: [len10]}  # only at these points
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import threading
@@ -57,6 +59,7 @@ class RunSpec:
     label: str = ""
     settings: dict = field(default_factory=dict)
     seeds: tuple[int, ...] | None = None  # this run's own seeds (default: the experiment's)
+    points: tuple[str, ...] | None = None  # the points it runs at (default: all; e.g. a costly run's affordable ones)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ def load_experiment(path: Path) -> Experiment:
     runs = []
     for index, entry in enumerate(experiment.runs):
         spec = from_dict(RunSpec, {"method": entry} if isinstance(entry, str) else entry, f"{where} runs[{index}]")
-        runs.append(RunSpec(spec.method, spec.label or spec.method, spec.settings or {}, spec.seeds))
+        runs.append(RunSpec(spec.method, spec.label or spec.method, spec.settings or {}, spec.seeds,
+                            None if spec.points is None else tuple(str(p) for p in spec.points)))
     labels = [r.label for r in runs]
     if len(set(labels)) != len(labels):
         raise BenchError(f"{where}: run labels must be unique, got {labels}")
@@ -108,6 +112,11 @@ def load_experiment(path: Path) -> Experiment:
                          "{{len10: {{data: {{synthetic_length: 10}}}}}}")
     if any("@" in str(name) for name in points):
         raise BenchError(f"{where} points: names may not contain '@' (it joins a run's label and its point)")
+    for run in runs:
+        unknown = sorted(set(run.points or ()) - {str(name) for name in points})
+        if unknown:
+            raise BenchError(f"{where} run {run.label}: points {unknown} are not among the experiment's points "
+                             f"{sorted(map(str, points))}; name points from `points`")
     return Experiment(experiment.profile, tuple(experiment.datasets), tuple(runs), tuple(experiment.seeds),
                       resources, dict(experiment.settings or {}), {str(k): v for k, v in points.items()})
 
@@ -122,12 +131,14 @@ def merge_settings(*layers: dict) -> dict:
 
 def expand(experiment: Experiment, only_datasets=None, only_seeds=None) -> list[Trial]:
     """Every (dataset, point, run, seed) trial; a point's settings sit between the experiment's
-    and the run's own, and its name joins the run's label (``vae@len40``)."""
+    and the run's own, and its name joins the run's label (``vae@len40``). A run with its own
+    ``points`` is left out at the others."""
     datasets = only_datasets or experiment.datasets
     points = experiment.points or {"": {}}
     return [Trial(f"{run.label}@{point}" if point else run.label, run.method, dataset, seed,
                   merge_settings(experiment.settings, point_settings, run.settings))
             for dataset in datasets for point, point_settings in points.items() for run in experiment.runs
+            if not point or run.points is None or point in run.points
             for seed in (only_seeds if only_seeds is not None else run.seeds or experiment.seeds)]
 
 
@@ -431,10 +442,12 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  python -m bench sweep experiments/cpu.yaml --data-dir ../shared/data\n"
                "  python -m bench sweep experiments/paper.yaml --datasets yahoo --seeds 0,1,2\n"
+               "  python -m bench sweep experiments/scale_data.yaml --points ptb5k --seeds 0   # one point, one seed\n"
                "  python -m bench sweep experiments/smoke.yaml --address auto   # an existing Ray cluster\n")
     parser.add_argument("experiment", type=Path, help="experiment YAML (see experiments/)")
     parser.add_argument("--datasets", metavar="A,B", help="only these of the experiment's datasets (or the built-in synthetic one)")
     parser.add_argument("--seeds", metavar="0,1", help="seeds instead of the experiment's")
+    parser.add_argument("--points", metavar="A,B", help="only these of a scale experiment's points")
     parser.add_argument("--data-dir", metavar="DIR", help="data directory (default: $BENCH_DATA_DIR)")
     parser.add_argument("--results", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR",
                         help="results folder (default: results/)")
@@ -466,6 +479,13 @@ def main(argv: list[str] | None = None) -> int:
         seeds = None if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
     except ValueError:
         raise BenchError(f"--seeds expects integers separated by commas, e.g. 0,1,2; got '{args.seeds}'") from None
+    if args.points is not None:
+        chosen = [p.strip() for p in args.points.split(",") if p.strip()]
+        if not chosen or any(p not in experiment.points for p in chosen):
+            raise BenchError(f"--points {args.points!r}: {'not among' if chosen else 'names none of'} the experiment's "
+                             f"points ({', '.join(experiment.points) or 'it has none'})")
+        experiment = dataclasses.replace(experiment, points={p: experiment.points[p] for p in experiment.points
+                                                             if p in chosen})
     data_dir = args.data_dir or os.environ.get("BENCH_DATA_DIR")
     for trial in expand(experiment, datasets, seeds):  # validate every config before starting Ray
         check_trial(trial, experiment.profile, str(args.experiment))

@@ -89,6 +89,14 @@ def without_points(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[~rows["label"].str.contains(POINT_SEPARATOR, regex=False)] if len(rows) else rows
 
 
+def at_point(rows: pd.DataFrame, point: str) -> pd.DataFrame:
+    """The rows of one scale-study point (``label@point``), labelled by their method label alone:
+    the methods compared at that setting, as a comparison table shows them."""
+    suffix = POINT_SEPARATOR + point
+    mine = rows[rows["label"].str.endswith(suffix)] if len(rows) else rows
+    return mine.assign(label=mine["label"].str.removesuffix(suffix)) if len(mine) else mine
+
+
 def read_runs(results: Path, profile: str | None = None,
               datasets: list[str] | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """The finished records under ``results`` (one profile; some datasets) as rows, and the records."""

@@ -65,6 +65,12 @@ def test_missing_runs_and_points_are_said(tmp_path):
     write_record(results, "vae", "short", 0, 0.0, 0, 0.001)
     text = scale.write_scale_report([(experiment, results)], tmp_path / "out").read_text()
     assert "1 of 18 runs finished" in text and re.search(r"\| long +\| aggressive +\| 0 +\| not run yet", text)
+    # a run with its own points is neither expected nor listed at the others
+    experiment.write_text(EXPERIMENT.replace("  - aggressive", "  - {label: aggressive, method: aggressive, points: [short]}"))
+    text = scale.write_scale_report([(experiment, results)], tmp_path / "out").read_text()
+    assert "1 of 15 runs finished" in text and "(aggressive only at short)" in text
+    assert re.search(r"\| short +\| aggressive +\| 0 +\| not run yet", text)
+    assert not re.search(r"\| long +\| aggressive ", text)
     empty = scale.write_scale_report([(experiment, tmp_path / "nothing")], tmp_path / "out2").read_text()
     assert "No finished runs yet" in empty
     no_points = tmp_path / "flat.yaml"

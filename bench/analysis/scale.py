@@ -192,7 +192,9 @@ def study_section(experiment_path: Path, results: Path, figures: Path) -> list[s
     experiment, study = load_study(experiment_path, results)
     name = experiment_path.stem.removeprefix("scale_")
     expected = len(expand(experiment))
-    lines = [f"## {name}: {', '.join(axis_keys(experiment))}", "",
+    # an axis whose one point changes no setting compares datasets (the domain axis)
+    axis = ", ".join(axis_keys(experiment)) or f"datasets {', '.join(experiment.datasets)}"
+    lines = [f"## {name}: {axis}", "",
              f"Experiment `{experiment_path}` ({experiment.profile} profile), records under `{results}`: "
              f"{len(study)} of {expected} runs finished ({len(experiment.runs)} methods at {len(experiment.points)} "
              f"points: {', '.join(experiment.points)}{own_points(experiment)}; seeds "

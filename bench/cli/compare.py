@@ -458,8 +458,7 @@ def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, pd.DataFram
     there are none."""
     frame = load_records(args.results, datasets, args.profile)
     if args.point:
-        points = sorted({label.rsplit(results_layer.POINT_SEPARATOR, 1)[1] for label in frame["label"]
-                         if results_layer.POINT_SEPARATOR in label}) if len(frame) else []
+        points = results_layer.points_of(frame)
         if args.point not in points:
             raise BenchError(f"--point {args.point}: no finished records of that scale-study point on "
                              f"{', '.join(datasets)} under {args.results}; points present: {', '.join(points) or 'none'}")

@@ -89,6 +89,12 @@ def without_points(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[~rows["label"].str.contains(POINT_SEPARATOR, regex=False)] if len(rows) else rows
 
 
+def points_of(rows: pd.DataFrame) -> list[str]:
+    """The scale-study points that ``rows`` hold runs of (``label@point``), sorted."""
+    labels = rows["label"] if len(rows) else []
+    return sorted({label.rsplit(POINT_SEPARATOR, 1)[1] for label in labels if POINT_SEPARATOR in label})
+
+
 def at_point(rows: pd.DataFrame, point: str) -> pd.DataFrame:
     """The rows of one scale-study point (``label@point``), labelled by their method label alone:
     the methods compared at that setting, as a comparison table shows them."""

@@ -168,6 +168,7 @@ def plot_study(study: pd.DataFrame, experiment: Experiment, name: str, out: Path
             floor = report.mi_floor(study)
             axis.axhspan(-floor, floor, color="0.85", zorder=0, label="MI noise floor (±2 sd)")
         axis.set_xticks(range(len(points)), points)
+        axis.set_xlim(-0.5, len(points) - 0.5)  # room for the end points' side-by-side offsets
         axis.set_title(title, fontsize=10)
         axis.grid(alpha=0.3)
     axes.flat[4].legend(fontsize=8)  # the NLL panel has every method, the language model too
@@ -178,7 +179,7 @@ def plot_study(study: pd.DataFrame, experiment: Experiment, name: str, out: Path
     seeds = study.groupby(["label", "point"]).size()
     figure.suptitle(f"Scale study, {name}: {' / '.join(axis_keys(experiment))} ({experiment.profile} profile; "
                     f"mean over {seeds.min()}" + (f"-{seeds.max()}" if seeds.max() > seeds.min() else "")
-                    + " seeds per point, bars: 95% t-interval, none with one seed)")
+                    + f" seed{'s' if seeds.max() > 1 else ''} per point, bars: 95% t-interval, none with one seed)")
     return save(figure, out / f"scale_{name}")
 
 

@@ -13,7 +13,7 @@ from bench.core.errors import BenchError
 
 
 def write_record(results, label, dataset, seed, nll, kl, hours, profile="cpu", status="finished", gpu=None,
-                 per_sentence=None, iw_sentences=2000, cpu_share=1.0, concurrent_trials=2):
+                 per_sentence=None, iw_sentences=2000, cpu_share=1.0, concurrent_trials=2, host_speed=None):
     folder = results / profile / dataset / label / f"seed{seed}-{abs(hash((label, seed))) % 10**6:06d}"
     folder.mkdir(parents=True)
     if per_sentence is not None:  # a run's NLL is the mean over the sentences it scored
@@ -23,7 +23,8 @@ def write_record(results, label, dataset, seed, nll, kl, hours, profile="cpu", s
               "metrics": {"test": {"nll": nll, "kl": kl, "mi": kl / 2, "au": int(kl), "ppl": math.exp(nll / 50),
                                    "iw_samples": 100, "iw_sentences": iw_sentences,
                                    "nll_per_sentence": per_sentence}},
-              "timing": {"train_hours": hours, **({} if cpu_share is None else {"train_cpu_share": cpu_share})},
+              "timing": {"train_hours": hours, **({} if cpu_share is None else {"train_cpu_share": cpu_share}),
+                         **({} if host_speed is None else {"host_speed": host_speed})},
               "concurrent_trials": concurrent_trials}
     (folder / "record.json").write_text(json.dumps(record))
 
@@ -91,6 +92,29 @@ def test_time_ratios_only_between_runs_timed_alike(tmp_path):
     shared = frame.assign(timing_condition="CPU x1, 2 trial(s) at once, shared cores")
     assert "shared the cores" in compare.time_ratio(shared, "d", "alike", "vae")[1]
     assert "train_hours" not in compare.best_values(table.reset_index())  # mixed conditions: no fastest row
+
+
+def test_time_ratios_only_between_hosts_of_one_speed(tmp_path):
+    """One hardware label, one condition, but a host twice as slow: no ratio; within the
+    tolerance a ratio; a host speed on one side only (a record made before it was): no ratio."""
+    root = tmp_path / "results"
+    for seed in (0, 1):
+        write_record(root, "vae", "d", seed, 40.0, 0.0, 1.0 + seed, host_speed=20000.0 + seed)
+        write_record(root, "near", "d", seed, 40.0, 0.0, 2.0 + seed, host_speed=18000.0)  # 1.11x apart
+        write_record(root, "slow_host", "d", seed, 40.0, 0.0, 4.0, host_speed=10000.0)  # 2x apart
+        write_record(root, "unprobed", "d", seed, 40.0, 0.0, 2.0)
+    frame = compare.load_records(root, ["d"], None)
+    ratio, _ = compare.time_ratio(frame, "d", "near", "vae")
+    assert ratio.estimate == pytest.approx(math.sqrt(6) / math.sqrt(2))
+    ratio, why = compare.time_ratio(frame, "d", "slow_host", "vae")
+    assert ratio is None and "hosts of different speed (reference step 10,000 to 20,001" in why
+    ratio, why = compare.time_ratio(frame, "d", "unprobed", "vae")
+    assert ratio is None and "host speed recorded for some runs only" in why
+    table = compare.aggregate(frame).set_index("label")
+    assert math.isnan(table.loc["slow_host", "time_ratio"]) and not math.isnan(table.loc["near", "time_ratio"])
+    assert "train_hours" not in compare.best_values(table.reset_index())  # 2x apart: no fastest row
+    alike = table.drop(index=["slow_host", "unprobed"]).reset_index()
+    assert "train_hours" in compare.best_values(alike)
 
 
 def test_one_seed_or_different_test_sentences_give_no_interval(tmp_path, capsys):

@@ -44,3 +44,27 @@ def test_lr_decays_counts_the_epochs_whose_rate_was_cut():
     assert results.lr_decays({"curves": curves}) == 2
     assert results.lr_decays({"curves": [{"lr": 1.0}] * 4}) == 0
     assert math.isnan(results.lr_decays({"curves": []}))
+
+
+def test_timing_problem_names_why_times_cannot_be_compared():
+    alone = "CPU x1, 2 trial(s) at once, own cores"
+    assert results.timing_problem([alone, alone], [math.nan, math.nan]) is None  # older records: as before
+    assert results.timing_problem([alone, alone], [20000.0, 13334.0]) is None  # within 1.5x
+    assert "different speed" in results.timing_problem([alone, alone], [20000.0, 13333.0])
+    assert "some runs only" in results.timing_problem([alone, alone], [20000.0, math.nan])
+    assert "not recorded" in results.timing_problem([alone, None], [1.0, 1.0])
+    assert "different conditions" in results.timing_problem([alone, "GPU, 1 trial(s) at once"], [1.0, 1.0])
+    assert "shared the cores" in results.timing_problem(["CPU x1, 1 trial(s) at once, shared cores"], [1.0])
+
+
+def test_host_speed_probe_leaves_the_runs_random_state_alone():
+    import torch
+
+    from bench.core.environment import host_speed
+
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    speed = host_speed(torch.device("cpu"))
+    assert torch.equal(torch.rand(4), expected)  # a run seeded before the probe draws what it would have
+    assert math.isfinite(speed) and speed > 0

@@ -13,7 +13,8 @@ import torch
 from bench.core import records
 from bench.core.config import TrainConfig
 from bench.core.lifecycle import run
-from bench.core.loop import Trainer
+from bench.core.errors import BenchError
+from bench.core.loop import Trainer, cpu_supports_bf16
 from bench.core.step import TrainingDiverged
 
 REQUIRED_TEST_METRICS = ("nll", "kl", "mi", "au", "ppl", "elbo_nll", "iw_samples")
@@ -42,6 +43,7 @@ def test_run_writes_a_self_describing_record(tmp_path, smoke_config):
         assert key in record["metrics"]["test"]
     assert record["metrics"]["test"]["iw_samples"] == 8
     assert record["timing"]["train_seconds"] > 0 and record["timing"]["test_eval_seconds"] > 0
+    assert math.isfinite(record["timing"]["host_speed"]) and record["timing"]["host_speed"] > 0
     assert len(record["curves"]) == record["epochs"] == 2
     assert {"train_loss", "valid_kl", "valid_mi", "valid_au", "lr", "elapsed_seconds"} <= set(record["curves"][0])
     assert record["config"]["model"]["latent_dim"] == 4
@@ -66,6 +68,10 @@ def test_bfloat16_options_train_and_evaluate_close_to_float32(tmp_path, smoke_co
     assert iw_bf16["config"]["eval"]["iw_bf16"] is True
     assert iw_bf16["metrics"]["test"]["elbo_nll"] == full["elbo_nll"]
     assert 0 < abs(iw_bf16["metrics"]["test"]["nll"] - full["nll"]) < 0.05
+    if not cpu_supports_bf16():  # training in bfloat16 needs the CPU's bfloat16 instructions
+        with pytest.raises(BenchError, match="no bfloat16 instructions"):
+            run(smoke_config("vae", train={"bf16": True}), tmp_path, log=quiet)
+        return
     half = run(smoke_config("vae", train={"bf16": True}), tmp_path, log=quiet)
     assert half["status"] == "finished" and abs(half["metrics"]["test"]["nll"] - full["nll"]) < 1.0
 

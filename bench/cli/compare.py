@@ -67,22 +67,25 @@ def time_ratio(frame: pd.DataFrame, dataset: str, label: str, reference: str) ->
     under (or why there is none).
 
     The ratio of geometric means over seeds, with Welch's interval on log training hours,
-    exponentiated (NaN bounds with fewer than 2 seeds a side). Only between runs timed under
-    one recorded condition in which each run had its cores (:func:`bench.core.results.timing_condition`):
-    a time measured beside other work measures the other work too."""
+    exponentiated (NaN bounds with fewer than 2 seeds a side). Only between runs timed alike
+    (:func:`bench.core.results.timing_problem`): under one recorded condition in which each run
+    had its cores, on hosts of one speed; a time measured beside other work, or on a slower
+    host, measures those too."""
     a, b = runs_of(frame, dataset, label), runs_of(frame, dataset, reference)
     if not len(a) or not len(b):
         return None, "no runs"
-    conditions = pd.concat([a, b])["timing_condition"]
-    if conditions.isna().any():
-        return None, "timing conditions not recorded (records made before they were)"
-    if conditions.nunique() > 1:
-        return None, "timed under different conditions: " + "; ".join(sorted(conditions.unique()))
-    condition = conditions.iloc[0]
-    if not results_layer.timed_alone(condition):
-        return None, f"timed while other work shared the cores ({condition})"
+    both = pd.concat([a, b])
+    problem = results_layer.timing_problem(both["timing_condition"], host_speeds(both))
+    if problem:
+        return None, problem
+    condition = both["timing_condition"].iloc[0]
     gap = welch_difference(*(runs["train_hours"].astype(float).apply(math.log) for runs in (a, b)))
     return Interval(math.exp(gap.estimate), math.exp(gap.low), math.exp(gap.high), gap.n), condition
+
+
+def host_speeds(runs: pd.DataFrame) -> pd.Series:
+    """The runs' host speeds (:func:`bench.core.environment.host_speed`), NaN where not recorded."""
+    return (runs["host_speed"] if "host_speed" in runs else pd.Series(math.nan, index=runs.index)).astype(float)
 
 
 def same_test_sentences(runs: pd.DataFrame) -> bool:
@@ -102,7 +105,10 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
                "uses_latent": bool(runs["uses_latent"].all()),
                "hardware": ", ".join(sorted(set(runs["hardware"]))),
                "timing_condition": runs["timing_condition"].iloc[0]
-               if runs["timing_condition"].nunique(dropna=False) == 1 else None}
+               if runs["timing_condition"].nunique(dropna=False) == 1 else None,
+               # NaN where any run's host speed is unknown (min and max skip nothing)
+               "host_speed_min": host_speeds(runs).min(skipna=False),
+               "host_speed_max": host_speeds(runs).max(skipna=False)}
         for column in columns:
             values = runs[column].dropna().astype(float)
             interval = mean_interval(values) if len(values) else Interval(math.nan, math.nan, math.nan, 0)
@@ -116,7 +122,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     table = pd.DataFrame(rows, columns=[
         "dataset", "label", "n", "iw_sentences", "mi_noise", "uses_latent", "hardware", "timing_condition",
-        *[f"{c}_{s}" for c in columns for s in ("mean", "std", "low", "high")],
+        "host_speed_min", "host_speed_max", *[f"{c}_{s}" for c in columns for s in ("mean", "std", "low", "high")],
         *[f"d_{m}{s}" for m in DIFFERENCE_METRICS for s in ("", "_low", "_high")]])
     ratios = [time_ratio(frame, dataset, label, REFERENCE_LABEL)[0] if label != REFERENCE_LABEL else None
               for dataset, label in zip(table["dataset"], table["label"])]
@@ -199,9 +205,8 @@ def best_values(measured: pd.DataFrame) -> dict[str, float]:
     best = {}
     usual = measured["iw_sentences"].mode()
     same_sentences = measured[measured["iw_sentences"] == usual.iloc[0]] if len(usual) else measured
-    conditions = measured["timing_condition"]
-    comparable_times = (conditions.notna().all() and conditions.nunique() == 1
-                        and results_layer.timed_alone(conditions.iloc[0]))
+    speeds = pd.concat([measured["host_speed_min"], measured["host_speed_max"]])
+    comparable_times = results_layer.timing_problem(measured["timing_condition"], speeds) is None
     for metric in (*TEST_METRICS, *([TRAIN_HOURS] if comparable_times else [])):
         if metric.better is None:
             continue
@@ -370,7 +375,8 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None, point
             f"sentences; no interval with one seed); an interval that excludes 0 is a difference distinguishable at 95%; "
             f"time / VAE = training time relative to the VAE (ratio of geometric means over seeds, Welch's 95% interval "
             f"on log hours), only between runs timed under one recorded condition: same hardware and trials at once, "
-            f"each CPU run with at least {results_layer.OWN_CORES_SHARE:.0%} of its cores' time ('-' otherwise); best measured value emphasised; "
+            f"each CPU run with at least {results_layer.OWN_CORES_SHARE:.0%} of its cores' time, host speeds within "
+            f"{results_layer.HOST_SPEED_TOLERANCE}x of each other where recorded ('-' otherwise); best measured value emphasised; "
             f"'-': not applicable (a language model has no latent) or not published." + floor + no_active_unit)
 
 

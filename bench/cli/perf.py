@@ -29,7 +29,7 @@ from bench.core.errors import BenchError, run_cli
 from bench.core.method import build_method
 from bench.core.environment import environment
 from bench.core.files import make_output_dir
-from bench.core.loop import Trainer, resolve_device
+from bench.core.loop import Trainer, cpu_supports_bf16, resolve_device
 from bench.core.metrics import iw_log_likelihood
 
 DEFAULT_VOCAB = 20000  # Yahoo/Yelp vocabulary when the profile has no cap
@@ -200,7 +200,9 @@ def measure(name: str, args, overrides: dict, device: torch.device) -> tuple[Tra
     if args.bf16:
         bf16_per_s, bf16_nll = time_iw(trainer, sentences, config.eval.iw_samples, bf16=True)
         trainer.context.bf16 = True  # as train.bf16 would set it; same model and batches
-        values.update(train_bf16_tokens_per_s=time_training(trainer, args.steps), iw_bf16_sentences_per_s=bf16_per_s,
+        trainable = device.type != "cpu" or cpu_supports_bf16()  # else the LSTM has no bf16 kernel
+        values.update(train_bf16_tokens_per_s=time_training(trainer, args.steps) if trainable else None,
+                      iw_bf16_sentences_per_s=bf16_per_s,
                       iw_bf16_max_nll_change=float((bf16_nll - nll).abs().max()),
                       iw_bf16_mean_nll_change=float((bf16_nll - nll).mean()))
     return trainer, values
@@ -217,7 +219,8 @@ def table_rows(measurements: dict[str, dict], baseline: Path | None, bf16: bool,
     if bf16:
         headers += ["bf16 train speed", "bf16 IW speed", "max |ΔNLL| bf16"]
         for row, v in zip(rows, measurements.values()):
-            row += [f"{v['train_bf16_tokens_per_s'] / v['train_tokens_per_s']:.2f}x",
+            bf16_train = v["train_bf16_tokens_per_s"]
+            row += [f"{bf16_train / v['train_tokens_per_s']:.2f}x" if bf16_train else "no bf16 on this CPU",
                     f"{v['iw_bf16_sentences_per_s'] / v['iw_sentences_per_s']:.2f}x", f"{v['iw_bf16_max_nll_change']:.4f}"]
     if baseline:
         try:

@@ -174,7 +174,8 @@ def finish(record: dict[str, Any], trainer: Trainer, stop_reason: str, log: Call
                 "train_hours": trainer.train_seconds / 3600,
                 # the conditions the time was measured under (results.timing_condition)
                 "train_cpu_share": cpu_share(trainer.train_cpu_seconds, trainer.train_seconds),
-                "load_per_core": statistics.fmean(row.get("load_per_core", math.nan) for row in trainer.curves)},
+                "load_per_core": statistics.fmean(row.get("load_per_core", math.nan) for row in trainer.curves),
+                "host_speed": run_environment.host_speed(trainer.device)},  # measured warm, after training
         curves=trainer.curves,
     )
     log(f"test: {summary_line(test)}  (IW K={test['iw_samples']}, {test['iw_sentences']} sentences)  "

@@ -49,6 +49,15 @@ def load_per_core() -> float:
     return os.getloadavg()[0] / (os.cpu_count() or 1)
 
 
+def cpu_supports_bf16() -> bool:
+    """Whether torch's oneDNN kernels have bfloat16 instructions on this CPU (AVX-512 BF16 or
+    AMX): without them an LSTM under bfloat16 autocast fails to build its kernel."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without the query: assume not
+        return False
+
+
 def resolve_device(name: str | None) -> torch.device:
     """``cuda`` when asked for or available, else ``cpu``; asking for a missing GPU is an error."""
     if name in (None, "auto"):
@@ -100,6 +109,9 @@ class Trainer:
     def __init__(self, config: RunConfig, method: Method, corpus: Corpus, device: torch.device,
                  log: Callable[[str], None] = print):
         self.config, self.method, self.corpus, self.device, self.log = config, method, corpus, device, log
+        if config.train.bf16 and device.type == "cpu" and not cpu_supports_bf16():
+            raise BenchError("train.bf16 is set, but this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX) "
+                             "that torch's LSTM can use; unset train.bf16 or train on a GPU")
         seed_everything(config.seed)
         self.model = build_model(method, len(corpus.vocab), config).to(device)
         batch_size, eval_batch_size = config.data.batch_size, config.data.eval_batch_size

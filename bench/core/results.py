@@ -22,7 +22,8 @@ field                         what
 ``metrics.test_refined``      the same with the method's refined posterior (SA-VAE), if any
 ``metrics.valid``             validation metrics of the best epoch
 ``timing``                    ``train_seconds``, ``train_hours``, ``valid_eval_seconds``,
-                              ``test_eval_seconds``, ``train_cpu_share``, ``load_per_core``
+                              ``test_eval_seconds``, ``train_cpu_share``, ``load_per_core``,
+                              ``host_speed`` (:func:`bench.core.environment.host_speed`)
 ``concurrent_trials``         trials its sweep trained at once (1 for ``bench.cli.train``)
 ``curves``                    one row per epoch: training and validation metrics, lr, times
 ``environment``, ``code``     packages, hardware, host; the code version
@@ -46,13 +47,17 @@ from bench.core.metric_specs import TEST_METRICS
 
 SHARED_CORES = "shared cores"  # the condition of a CPU run below OWN_CORES_SHARE
 OWN_CORES_SHARE = 0.85  # a CPU run that got at least this CPU share (per thread) had its cores
+# Runs whose host speeds differ by more than this factor are not timed alike: above the probe's
+# spread on one host with other work on its cores (1.3x, 8 probes), below the 2x that one
+# configuration's training time changed between two hosts (environment.host_speed).
+HOST_SPEED_TOLERANCE = 1.5
 REFINED_SUFFIX = " [SVI-refined q]"  # the label of a row evaluated with the method's refined posterior
 EVALUATIONS = (("", "test"), (REFINED_SUFFIX, "test_refined"))
 DISPERSION = ("feature_variance", "feature_cosine_distance", "mu_variance")
 ID_COLUMNS = ("label", "dataset", "profile", "seed", "run_id", "evaluation")
 ROW_COLUMNS = (*ID_COLUMNS, "method", "uses_latent", *(m.name for m in TEST_METRICS), "mi_noise", "iw_samples",
                "iw_sentences", "nll_per_sentence", *DISPERSION, "final_valid_kl", "lr_decays",
-               "train_hours", "timing_condition", "hardware")
+               "train_hours", "timing_condition", "host_speed", "hardware")
 
 
 def run_rows(found: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -76,6 +81,7 @@ def run_rows(found: Iterable[dict[str, Any]]) -> pd.DataFrame:
                          "lr_decays": lr_decays(record),
                          "train_hours": record.get("timing", {}).get("train_hours", math.nan),
                          "timing_condition": timing_condition(record),
+                         "host_speed": record.get("timing", {}).get("host_speed", math.nan),
                          "hardware": hardware_label(record)})
     return pd.DataFrame(rows, columns=list(ROW_COLUMNS))
 
@@ -167,6 +173,28 @@ def timing_condition(record: dict[str, Any]) -> str | None:
     if record.get("environment", {}).get("hardware", {}).get("gpu"):
         return f"{hardware}, {at_once}"
     return f"{hardware}, {at_once}, {'own cores' if share >= OWN_CORES_SHARE else SHARED_CORES}"
+
+
+def timing_problem(conditions: Iterable[str | None], host_speeds: Iterable[float]) -> str | None:
+    """Why the training times of runs timed under ``conditions`` on hosts of ``host_speeds``
+    (NaN: not recorded) cannot be compared, or None when they can: every condition recorded, one
+    condition, one in which each run had its cores, and the host speeds, where recorded, within a
+    factor ``HOST_SPEED_TOLERANCE`` of each other (a record made before they were recorded is
+    compared only with others of its kind: its host's speed is unknown)."""
+    conditions, speeds = list(conditions), [float(speed) for speed in host_speeds]
+    if not conditions or any(condition is None or condition != condition for condition in conditions):
+        return "timing conditions not recorded (records made before they were)"
+    if len(set(conditions)) > 1:
+        return "timed under different conditions: " + "; ".join(sorted(set(conditions)))
+    if not timed_alone(conditions[0]):
+        return f"timed while other work shared the cores ({conditions[0]})"
+    known = [speed for speed in speeds if not math.isnan(speed)]
+    if known and len(known) < len(speeds):
+        return "host speed recorded for some runs only (records made before it was)"
+    if known and max(known) > HOST_SPEED_TOLERANCE * min(known):
+        return (f"timed on hosts of different speed (reference step {min(known):,.0f} to {max(known):,.0f} "
+                f"tokens/s, more than {HOST_SPEED_TOLERANCE}x apart)")
+    return None
 
 
 def timed_alone(condition: str | None) -> bool:

@@ -48,8 +48,9 @@ from bench.core.metric_specs import TEST_METRICS
 SHARED_CORES = "shared cores"  # the condition of a CPU run below OWN_CORES_SHARE
 OWN_CORES_SHARE = 0.85  # a CPU run that got at least this CPU share (per thread) had its cores
 # Runs whose host speeds differ by more than this factor are not timed alike: above the probe's
-# spread on one host with other work on its cores (1.3x, 8 probes), below the 2x that one
-# configuration's training time changed between two hosts (environment.host_speed).
+# spread on one host (scripts/host_speed_spread.py: 1.28x over 8 probes alone, 1.40x beside other
+# work on the same core), below the 2x that one configuration's training time changed between
+# two hosts (environment.host_speed).
 HOST_SPEED_TOLERANCE = 1.5
 REFINED_SUFFIX = " [SVI-refined q]"  # the label of a row evaluated with the method's refined posterior
 EVALUATIONS = (("", "test"), (REFINED_SUFFIX, "test_refined"))
@@ -182,7 +183,7 @@ def timing_problem(conditions: Iterable[str | None], host_speeds: Iterable[float
     factor ``HOST_SPEED_TOLERANCE`` of each other (a record made before they were recorded is
     compared only with others of its kind: its host's speed is unknown)."""
     conditions, speeds = list(conditions), [float(speed) for speed in host_speeds]
-    if not conditions or any(condition is None or condition != condition for condition in conditions):
+    if not conditions or any(pd.isna(condition) for condition in conditions):  # None or NaN
         return "timing conditions not recorded (records made before they were)"
     if len(set(conditions)) > 1:
         return "timed under different conditions: " + "; ".join(sorted(set(conditions)))

@@ -101,7 +101,7 @@ def test_methods_separated_from_the_vae_on_mi():
                   "au": 0, "ppl": 1.0, "iw_sentences": 10, "train_hours": 1.0, "hardware": "CPU"},
                  {"label": "noise", "dataset": "d", "seed": seed, "nll": 40.0, "kl": 0.05, "mi": 0.07 + 0.001 * seed,
                   "au": 0, "ppl": 1.0, "iw_sentences": 10, "train_hours": 1.0, "hardware": "CPU"}]
-    text = separated_from_vae(pd.DataFrame(rows).assign(uses_latent=True, mi_noise=0.05), "d")[0]
+    text = separated_from_vae(pd.DataFrame(rows).assign(uses_latent=True, mi_se=0.05), "d")[0]
     assert "MI noise floor ±0.10" in text
     assert "lies above the noise floor: aggressive (MI 1.10" in text
     assert "the others (beta, noise) keep no information" in text  # noise: apart from the VAE, but within the floor

@@ -269,3 +269,41 @@ def test_long_epochs_print_progress_lines_without_a_terminal(tmp_path, smoke_con
     run(smoke_config("vae", train={"max_epochs": 1}), tmp_path, log=messages.append, progress=False)
     lines = [m for m in messages if m.startswith("  epoch 1: ")]
     assert lines and lines[0].startswith("  epoch 1: 1/8 batches, train loss ") and "min left" in lines[0]
+
+
+def test_evaluation_noise_depends_on_the_run_seed_alone(smoke_config, monkeypatch):
+    """Runs at one seed share their evaluation draws whatever the method and however long they
+    trained (the paired verdicts rely on it), another seed draws others, and an evaluation leaves
+    the training stream where it was."""
+    from bench.core import loop
+    from bench.core.data import load_corpus
+    from bench.core.method import build_method
+    monkeypatch.setattr(loop, "evaluate", lambda *args, **kwargs: {"draw": torch.randn(6)})
+
+    def trainer(method, seed=0):
+        from bench.core.config import build_run_config
+        config = build_run_config(method, "synthetic", "smoke", seed, {})
+        return Trainer(config, build_method(method, config.methods), load_corpus(config.dataset, config.data),
+                       torch.device("cpu"), log=quiet)
+
+    vae, pooling = trainer("vae"), trainer("pooling")
+    vae.step_once(next(iter(vae.train_data)))  # a different length of training
+    torch.manual_seed(99)
+    before = torch.get_rng_state()
+    first = vae.validate()["draw"]
+    assert torch.equal(torch.get_rng_state(), before)  # training's stream untouched
+    assert torch.equal(first, pooling.validate()["draw"]) and torch.equal(first, vae.test()["draw"])
+    assert not torch.equal(first, trainer("vae", seed=1).validate()["draw"])
+
+
+def test_encoder_statistics_cover_the_whole_test_split(smoke_config):
+    """A reduced profile scores the decoder on its first N test sentences; KL, MI and AU are taken
+    over every test sentence."""
+    from bench.core.data import load_corpus
+    from bench.core.method import build_method
+    config = smoke_config("vae", data={"max_eval_sentences": 20})
+    corpus = load_corpus(config.dataset, config.data)
+    assert len(corpus.splits["test"]) == 20 and len(corpus.full_test) == config.data.synthetic_test
+    result = Trainer(config, build_method("vae"), corpus, torch.device("cpu"), log=quiet).test()
+    assert result["sentences"] == 20 and result["encoder_sentences"] == config.data.synthetic_test
+    assert {"mi", "mi_se", "mi_batch", "mi_batch_noise", "mi_above_kl"} <= set(result)

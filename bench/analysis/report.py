@@ -186,7 +186,7 @@ def answers(summary: pd.DataFrame, profile: str) -> list[str]:
 
 def keeps_information(row) -> bool:
     """A run that uses its latent: an active unit and an MI above the estimator's noise floor."""
-    floor = 2 * row["mi_noise"] if "mi_noise" in row and not math.isnan(row["mi_noise"]) else 0.0
+    floor = 2 * row["mi_se"] if "mi_se" in row and not math.isnan(row["mi_se"]) else 0.0
     return row["au"] >= 1 and row["mi"] > floor
 
 
@@ -237,7 +237,7 @@ def remedies(rows: pd.DataFrame) -> list[str]:
 
 def mi_floor(rows: pd.DataFrame) -> float:
     """Twice the largest MI noise floor among ``rows`` (0 where none was measured)."""
-    noise = rows["mi_noise"].max() if "mi_noise" in rows else math.nan
+    noise = rows["mi_se"].max() if "mi_se" in rows else math.nan
     return 0.0 if math.isnan(noise) else 2 * float(noise)
 
 

@@ -164,7 +164,7 @@ def plot_study(study: pd.DataFrame, experiment: Experiment, name: str, out: Path
                 errors.append(0.0 if math.isnan(interval.low) else interval.half_width)
             if xs:
                 axis.errorbar(xs, means, yerr=errors, label=label, capsize=3, markersize=5, **styles[label])
-        if column == "mi" and "mi_noise" in study:
+        if column == "mi" and "mi_se" in study:
             floor = report.mi_floor(study)
             axis.axhspan(-floor, floor, color="0.85", zorder=0, label="MI noise floor (±2 sd)")
         axis.set_xticks(range(len(points)), points)

@@ -101,7 +101,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (dataset, label), runs in frame.groupby(["dataset", "label"], sort=False):
         row = {"dataset": dataset, "label": label, "n": len(runs), "iw_sentences": runs["iw_sentences"].max(),
-               "mi_noise": runs["mi_noise"].max(),
+               "mi_se": runs["mi_se"].max(),
                "uses_latent": bool(runs["uses_latent"].all()),
                "hardware": ", ".join(sorted(set(runs["hardware"]))),
                "timing_condition": runs["timing_condition"].iloc[0]
@@ -121,7 +121,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
                         f"d_{metric}_high": change.high if change else math.nan})
         rows.append(row)
     table = pd.DataFrame(rows, columns=[
-        "dataset", "label", "n", "iw_sentences", "mi_noise", "uses_latent", "hardware", "timing_condition",
+        "dataset", "label", "n", "iw_sentences", "mi_se", "uses_latent", "hardware", "timing_condition",
         "host_speed_min", "host_speed_max", *[f"{c}_{s}" for c in columns for s in ("mean", "std", "low", "high")],
         *[f"d_{m}{s}" for m in DIFFERENCE_METRICS for s in ("", "_low", "_high")]])
     ratios = [time_ratio(frame, dataset, label, REFERENCE_LABEL)[0] if label != REFERENCE_LABEL else None
@@ -362,7 +362,7 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None, point
     no_active_unit = (" NO METHOD KEEPS AN ACTIVE UNIT HERE (AU 0 in every run): at this scale every remedy "
                       "measured collapses, so the rows differ by optimisation noise only."
                       if len(latent_rows) and (latent_rows["au_mean"].fillna(0) == 0).all() else "")
-    noise = latent_rows["mi_noise"].max() if "mi_noise" in latent_rows and len(latent_rows) else math.nan
+    noise = latent_rows["mi_se"].max() if "mi_se" in latent_rows and len(latent_rows) else math.nan
     floor = (f" MI noise floor ±{2 * noise:.2f}: twice the MI estimator's standard deviation for a model that carries "
              "no information, on this test set; an MI within it is noise, not information." if noise > 0 else "")
     sentences = sorted(set(int(v) for v in mine["iw_sentences"].dropna())) if "iw_sentences" in mine else []

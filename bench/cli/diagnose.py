@@ -26,7 +26,7 @@ from bench.core.data import load_corpus, pad_batch
 from bench.core.errors import BenchError, run_cli
 from bench.core.plots import pyplot, save
 from bench.core.method import build_method
-from bench.core.metrics import kl_to_prior, mean_mutual_information
+from bench.core.metrics import kl_to_prior, mean_mi_batch
 from bench.core.loop import Trainer, resolve_device
 
 GRID_LIMIT = 20.0  # the reference integrates z over [-20, 20] in steps of 0.1 (toy.py --zmin/--zmax/--dz)
@@ -89,7 +89,7 @@ def snapshot(model, x: torch.Tensor, batch_size: int, iteration: int) -> dict:
     model.eval()
     true = true_posterior_mean(model, x).tolist()
     mu, logvar = model.encode(x)
-    mi = mean_mutual_information(zip(mu.split(batch_size), logvar.split(batch_size)))
+    mi = mean_mi_batch(zip(mu.split(batch_size), logvar.split(batch_size)))
     model.train(was_training)
     encoder = mu[:, 0].tolist()
     return {"iteration": iteration, "true": true, "encoder": encoder, **panel_statistics(true, encoder),

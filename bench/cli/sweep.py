@@ -211,7 +211,7 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
     def report(trainer) -> None:
         row = trainer.curves[-1]
         tune.report({"status": "running", "epoch": row["epoch"], "valid_elbo_nll": row["valid_elbo_nll"],
-                     **{f"valid_{m}": row[f"valid_{m}"] for m in (*(m.name for m in TEST_METRICS), "mi_noise")
+                     **{f"valid_{m}": row[f"valid_{m}"] for m in (*(m.name for m in TEST_METRICS), "mi_se", "mi_above_kl")
                         if f"valid_{m}" in row}})
 
     from bench.core.runlock import RunLocked, describe
@@ -238,7 +238,8 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
     if not any({k: s.get(k) for k in here} == here for s in record.get("sessions", [])):
         tune.report({"status": "elsewhere", "holder": "another process, which finished it"})
         return  # it finished while this trial waited to start: reused, not trained here
-    tune.report({"status": "finished", **{m.name: test.get(m.name) for m in TEST_METRICS}, "mi_noise": test.get("mi_noise"),
+    tune.report({"status": "finished", **{m.name: test.get(m.name) for m in TEST_METRICS}, "mi_se": test.get("mi_se"),
+                 "mi_above_kl": test.get("mi_above_kl"),
                  "train_hours": record["timing"]["train_hours"], "record_json": json.dumps(record, default=str)})
 
 

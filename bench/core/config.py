@@ -113,9 +113,12 @@ class EvalConfig:
     # The decoder's output layer in bfloat16 in IW evaluation, its dominant terms recomputed in
     # float32 (bench.core.output_layer.output_layer_nll_bf16); `python -m bench perf --bf16` times it.
     iw_bf16: bool = field(default=False, metadata=IN_ID_WHEN_SET)
+    # z samples per sentence of the MI estimate over the whole test split
+    # (bench.core.metrics.mutual_information); its standard error goes as 1 / sqrt(samples)
+    mi_samples: int = field(default=10, metadata=IN_ID_WHEN_SET)
 
     def __post_init__(self) -> None:
-        _positive(self, "iw_samples", "iw_max_elements")
+        _positive(self, "iw_samples", "iw_max_elements", "mi_samples")
         _positive_or_none(self, "iw_max_sentences")
 
 

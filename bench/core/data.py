@@ -108,6 +108,13 @@ class Corpus:
     splits: dict[str, list[list[int]]]
     source: str  # folder read, or "built-in synthetic"
     truncated: int = 0  # sentences cut to max_length
+    # the whole test split (``max_eval_sentences`` does not cut it; ``max_length`` does): the
+    # encoder's statistics (KL, MI, AU) are taken over it. None: the same as splits["test"]
+    whole_test: list[list[int]] | None = None
+
+    @property
+    def full_test(self) -> list[list[int]]:
+        return self.splits["test"] if self.whole_test is None else self.whole_test
 
     def num_words(self, split: str) -> int:
         """Predicted tokens in a split: the words plus one end token per sentence."""
@@ -179,6 +186,7 @@ def load_corpus(dataset: str, config: DataConfig, data_dir: str | os.PathLike | 
         source = str(folder)
     if config.max_train_sentences is not None:
         texts["train"] = texts["train"][: config.max_train_sentences]
+    whole_test = texts["test"]
     if config.max_eval_sentences is not None:
         for split in ("valid", "test"):
             texts[split] = texts[split][: config.max_eval_sentences]
@@ -186,9 +194,11 @@ def load_corpus(dataset: str, config: DataConfig, data_dir: str | os.PathLike | 
     if config.max_length is not None:
         truncated = sum(len(s) > config.max_length for split in SPLITS for s in texts[split])
         texts = {split: [s[: config.max_length] for s in texts[split]] for split in SPLITS}
+        whole_test = [s[: config.max_length] for s in whole_test]
     vocab = Vocabulary.build(texts["train"], config.max_vocab, info.unknown_tokens)
     splits = {split: [vocab.encode(s) for s in texts[split]] for split in SPLITS}
-    return Corpus(dataset, vocab, splits, source, truncated)
+    full = None if len(whole_test) == len(splits["test"]) else [vocab.encode(s) for s in whole_test]
+    return Corpus(dataset, vocab, splits, source, truncated, full)
 
 
 def pad_batch(sentences: Sequence[Sequence[int]]) -> torch.Tensor:

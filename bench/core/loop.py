@@ -13,6 +13,7 @@ Methods change the objective and the update through :mod:`bench.core.method` hoo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
@@ -20,7 +21,7 @@ import os
 import random
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -29,7 +30,7 @@ from bench.core.data import BatchedSplit, Corpus
 from bench.core.errors import BenchError
 from bench.core.method import Method, TrainingClock, defines
 from bench.core.metric_specs import summary_line
-from bench.core.metrics import evaluate, mean_mutual_information
+from bench.core.metrics import evaluate, mean_mi_batch
 from bench.core.model import ModelHooks, SequenceVAE
 from bench.core.step import StepContext, check_finite
 
@@ -70,6 +71,23 @@ def resolve_device(name: str | None) -> torch.device:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+EVALUATION_STREAM = 0x5EED_E7A1  # mixed into the seed: evaluation draws are not training's
+
+
+@contextlib.contextmanager
+def evaluation_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Every evaluation draws its random numbers (z samples, MI and IW draws) from a stream seeded
+    by the run's seed alone, whatever the method and however long it trained, and leaves the
+    training stream as it found it. Runs at one seed then share their evaluation noise (the
+    paired comparisons of bench.core.stats rely on it), and an evaluation never changes what
+    training draws next (so a resumed run equals an uninterrupted one)."""
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed ^ EVALUATION_STREAM)
+        yield
 
 
 def build_model(method: Method, vocab_size: int, config: RunConfig) -> SequenceVAE:
@@ -118,6 +136,9 @@ class Trainer:
         self.train_data = BatchedSplit(corpus.splits["train"], batch_size).to(device)
         self.valid_data = BatchedSplit(corpus.splits["valid"], eval_batch_size).to(device)
         self.test_data = BatchedSplit(corpus.splits["test"], eval_batch_size).to(device)
+        # KL, MI and AU need encoder passes only: the whole test split, even where a reduced
+        # profile scores the decoder on its first N sentences
+        self.encoder_test_data = BatchedSplit(corpus.full_test, eval_batch_size).to(device)
         # The IW bound is costly: a reduced profile scores the first N test sentences in file
         # order (a representative sample; the batches themselves are sorted by length).
         self.iw_test_data = BatchedSplit(corpus.splits["test"][: config.eval.iw_max_sentences],
@@ -155,11 +176,13 @@ class Trainer:
         return self._evaluate(self.valid_data)
 
     def test(self) -> dict[str, float]:
-        """Test metrics with the importance-weighted NLL, timed as evaluation."""
-        return self._evaluate(self.test_data, self.iw_test_data)
+        """Test metrics with the importance-weighted NLL, timed as evaluation; the encoder's
+        statistics (KL, MI, AU, dispersion) over the whole test split."""
+        return self._evaluate(self.test_data, self.iw_test_data, encoder_data=self.encoder_test_data)
 
     def test_refined(self) -> dict[str, float] | None:
-        """Test metrics with the method's refined posterior (SA-VAE's SVI), or None."""
+        """Test metrics with the method's refined posterior (SA-VAE's SVI: a costly encoder,
+        so on the scored sentences only), or None."""
         if not defines(self.method, "refine_posterior"):
             return None
         return self._evaluate(self.test_data, self.iw_test_data, RefinedPosterior(self.model, self.method))
@@ -168,8 +191,7 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
-            mi = mean_mutual_information(self.model.encode(x)
-                                         for x in self.valid_at_training_batch_size)
+            mi = mean_mi_batch(self.model.encode(x) for x in self.valid_at_training_batch_size)
         self.model.train(was_training)
         return mi
 
@@ -177,9 +199,11 @@ class Trainer:
     def valid_at_training_batch_size(self) -> BatchedSplit:
         return BatchedSplit(self.corpus.splits["valid"], self.config.data.batch_size).to(self.device)
 
-    def _evaluate(self, data: BatchedSplit, iw_data: BatchedSplit | None = None, model=None) -> dict[str, float]:
+    def _evaluate(self, data: BatchedSplit, iw_data: BatchedSplit | None = None, model=None,
+                  encoder_data: BatchedSplit | None = None) -> dict[str, float]:
         started = time.perf_counter()
-        result = evaluate(model or self.model, data, self.config.eval, iw_data, self.device)
+        with evaluation_rng(self.config.seed, self.device):
+            result = evaluate(model or self.model, data, self.config.eval, iw_data, self.device, encoder_data)
         self.eval_seconds += time.perf_counter() - started
         return result
 

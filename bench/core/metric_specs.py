@@ -28,7 +28,8 @@ TEST_METRICS = (
     MetricSpec("nll", "NLL", "min", 2, "importance-weighted test NLL (nats/sentence; Burda et al. 2016)",
                vs_reference=True),
     MetricSpec("kl", "KL", None, 2, "KL(q(z|x) || p(z)) (nats/sentence)", latent_only=True),
-    MetricSpec("mi", "MI", "max", 2, "mutual information I_q(x; z) (nats; He et al. 2019)", latent_only=True,
+    MetricSpec("mi", "MI", "max", 2, "mutual information I_q(x; z) over the whole test split (nats; aggregate "
+               "posterior over every test sentence, bench.core.metrics.mutual_information)", latent_only=True,
                vs_reference=True),
     MetricSpec("au", "AU", "max", 1, "active units, Var_x E_q[z_d] > 0.01 (Burda et al. 2016)", latent_only=True,
                vs_reference=True),
@@ -43,16 +44,19 @@ def spec(name: str) -> MetricSpec:
 
 
 def summary_line(values: Mapping[str, float], prefix: str = "") -> str:
-    """``NLL 40.47  KL 0.00  MI 0.01  AU 0`` from a mapping that holds (some of) the test metrics
-    (keys with ``prefix``, e.g. ``valid_``); missing ones are left out."""
+    """``NLL 40.47  KL 0.00  MI 0.01 ±0.00  AU 0`` from a mapping that holds (some of) the test
+    metrics (keys with ``prefix``, e.g. ``valid_``); missing ones are left out. MI carries twice
+    its standard error (``mi_se``), and an estimate above the KL by more than that is flagged."""
     parts = []
-    noise = values.get(prefix + "mi_noise")
+    se = values.get(prefix + "mi_se")
     for metric in TEST_METRICS:
         value = values.get(prefix + metric.name)
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
             digits = 0 if metric.name == "au" and float(value).is_integer() else metric.digits
-            if metric.name == "mi" and noise and abs(value) < 2 * noise:  # a draw of the estimator's noise
-                parts.append(f"MI ~0 ({value:+.{digits}f}, noise ±{2 * noise:.{digits}f})")
-            else:
-                parts.append(f"{metric.header} {value:.{digits}f}")
+            part = f"{metric.header} {value:.{digits}f}"
+            if metric.name == "mi" and se is not None and not math.isnan(se):
+                part += f" ±{2 * se:.{digits}f}"
+            if metric.name == "mi" and values.get(prefix + "mi_above_kl"):
+                part += " (ABOVE KL: estimate broken)"
+            parts.append(part)
     return "  ".join(parts)

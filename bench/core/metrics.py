@@ -9,6 +9,7 @@ score their own model with them.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -63,8 +64,66 @@ def kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return gaussian_kl_per_dim(mu, logvar).sum(dim=-1)
 
 
-def mutual_information(mu: torch.Tensor, logvar: torch.Tensor) -> float:
-    """Monte-Carlo estimate of I_q(x; z) on one batch (He et al. 2019, Eq. 4 and code).
+MI_SAMPLES = EvalConfig.mi_samples  # z samples per sentence in :func:`mutual_information`
+MI_CHUNK_ELEMENTS = 20_000_000  # density-matrix entries held at once (float64: 160 MB)
+
+
+@dataclass(frozen=True)
+class MIEstimate:
+    """An MI estimate (nats) and its Monte-Carlo standard error given the posteriors."""
+
+    value: float
+    se: float
+    sentences: int
+    samples: int
+
+
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, samples: int = MI_SAMPLES) -> MIEstimate:
+    """I_q(x; z) for x uniform over the N sentences given, z ~ q(z|x) (the estimate verdicts use):
+
+        I = (1/N) sum_i E_{z ~ q(z|x_i)} [ log q(z|x_i) - log q(z) ],   q(z) = (1/N) sum_j q(z|x_j),
+
+    the aggregate posterior over the whole evaluation split (Hoffman & Johnson 2016, "ELBO
+    surgery": E_x KL(q(z|x) || p(z)) = I + KL(q(z) || p(z)), so 0 <= I <= KL and I <= log N).
+    Monte Carlo with ``samples`` draws z_is per sentence from the global RNG, and *the same* z in
+    both terms: log q(z_is|x_i) is read from the row of the [z, j] density matrix whose
+    log-sum-exp gives log q(z_is), so posteriors that do not depend on x give exactly 0 (up to
+    rounding), not noise. The densities are computed in float64 as one matrix product,
+
+        -2 log N(z; mu_j, s_j^2) = sum_d z_d^2 / s_jd^2 - 2 z_d mu_jd / s_jd^2 + mu_jd^2 / s_jd^2 + log s_jd^2 + log 2 pi,
+
+    in chunks of rows (memory O(chunk x N)). The draws are independent given the posteriors, so
+    the standard error of the Monte-Carlo part is se = sqrt(sum_i Var_s(d_is) / S) / N with
+    d_is = log q(z_is|x_i) - log q(z_is). The test split's sentences are fixed (every method is
+    scored on the same ones), so se is the evaluation's own noise. Compare
+    :func:`mi_batch`: He et al.'s per-batch estimate, capped at log(batch size).
+    """
+    sentences, dims = mu.shape
+    if dims == 0 or sentences == 0:
+        return MIEstimate(0.0, 0.0, sentences, samples)
+    mu, logvar = mu.double(), logvar.double()
+    precision = (-logvar).exp()  # [N, D]
+    linear = mu * precision
+    constant = (mu * linear + logvar).sum(1) + dims * math.log(2 * math.pi)  # [N]
+    z = mu.unsqueeze(1) + torch.randn(sentences, samples, dims, dtype=torch.float64, device=mu.device) \
+        * (0.5 * logvar).exp().unsqueeze(1)
+    z = z.reshape(-1, dims)  # row i * S + s: sentence i's s-th draw
+    owner = torch.arange(sentences, device=mu.device).repeat_interleave(samples)
+    rows = max(1, MI_CHUNK_ELEMENTS // sentences)
+    differences = []
+    for start in range(0, len(z), rows):
+        part = z[start: start + rows]
+        log_density = -0.5 * (part.pow(2) @ precision.T - 2 * part @ linear.T + constant)  # [rows, N]
+        own = log_density.gather(1, owner[start: start + rows].unsqueeze(1)).squeeze(1)
+        differences.append(own - (torch.logsumexp(log_density, dim=1) - math.log(sentences)))
+    per_draw = torch.cat(differences).view(sentences, samples)
+    spread = per_draw.var(dim=1).sum() / samples if samples > 1 else torch.tensor(math.nan)
+    return MIEstimate(float(per_draw.mean()), float(spread.sqrt() / sentences), sentences, samples)
+
+
+def mi_batch(mu: torch.Tensor, logvar: torch.Tensor) -> float:
+    """He et al.'s Monte-Carlo estimate of I_q(x; z) on one batch (He et al. 2019, Eq. 4 and
+    code ``calc_mi``), kept to compare with published numbers:
 
         I_q = E_x E_{q(z|x)} [log q(z|x)] - E_x E_{q(z|x)} [log q(z)],
         q(z) ~= (1/B) sum_j q(z|x_j)  (aggregate posterior over the batch),
@@ -72,8 +131,8 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor) -> float:
     with one z sample per sentence for the second term and the first term in closed form
     (minus the entropy of a diagonal Gaussian). The aggregate posterior makes the
     estimate depend on the batch: it is at most log B. Average over batches with
-    batch-size weights, as the reference does. :func:`mi_noise_floor` gives the estimator's
-    noise.
+    batch-size weights, as the reference does. :func:`mi_batch_noise_floor` gives the
+    estimator's noise (its two terms use different z, so it is noisy even at MI = 0).
     """
     batch, dims = mu.shape
     if dims == 0:
@@ -85,29 +144,35 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor) -> float:
     return float(neg_entropy - log_aggregate.mean())
 
 
-def mi_noise_floor(latent_dim: int, sentences: int) -> float:
-    """Standard deviation of :func:`mutual_information` (averaged over ``sentences``, in any
-    batches) for a model that carries no information: every q(z|x) the same Gaussian.
+def mi_batch_noise_floor(latent_dim: int, sentences: int) -> float:
+    """Standard deviation of :func:`mi_batch` (averaged over ``sentences``, in any batches) for a
+    model that carries no information: every q(z|x) the same Gaussian.
 
     Then q(z) = q(z|x), so each sentence contributes -log q(z_i|x_i) - H[q] = (1/2) sum_d (e_d^2 - 1)
     with e ~ N(0, I), of variance latent_dim / 2, whatever the Gaussian and the batching:
 
         sd = sqrt(latent_dim / (2 * sentences))
 
-    A collapsed model's MI estimate is a draw of this noise (it can be negative, or above the
-    KL); an MI counts as information only above about twice it (95%).
+    A collapsed model's batch estimate is a draw of this noise (it can be negative, or above the
+    KL); it counts as information only above about twice it (95%).
     """
     return math.sqrt(latent_dim / (2 * sentences)) if latent_dim > 0 and sentences > 0 else 0.0
 
 
-def mean_mutual_information(posteriors: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Batch-size-weighted mean of :func:`mutual_information` over batches of (mu, logvar),
-    as the reference's ``calc_mi``; the batches decide the aggregate posterior."""
+def mean_mi_batch(posteriors: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Batch-size-weighted mean of :func:`mi_batch` over batches of (mu, logvar), as the
+    reference's ``calc_mi``; the batches decide the aggregate posterior."""
     total, count = 0.0, 0
     for mu, logvar in posteriors:
-        total += mutual_information(mu, logvar) * mu.size(0)
+        total += mi_batch(mu, logvar) * mu.size(0)
         count += mu.size(0)
     return total / max(1, count)
+
+
+def mi_exceeds_kl(mi: float, kl: float, se: float) -> bool:
+    """Whether an MI estimate lies above the KL by more than twice its standard error: I <= KL
+    holds exactly (:func:`mutual_information`), so such an estimate is broken, not noisy."""
+    return mi - kl > 2 * (se if se == se else 0.0)  # se NaN: no error known, any excess counts
 
 
 def active_units(posterior_means: torch.Tensor, threshold: float = 0.01) -> int:
@@ -141,47 +206,74 @@ def feature_dispersion(features: torch.Tensor) -> dict[str, float]:
     return {"variance": float(features.double().var(dim=0).mean()), "cosine_distance": float(1 - mean_off_diagonal)}
 
 
+def encoder_statistics(model, batches: Iterable[torch.Tensor], mi_samples: int, mi_batch_size: int,
+                       device: torch.device | str = "cpu") -> dict[str, float]:
+    """The encoder's side of :func:`evaluate` over every sentence of ``batches``: KL, both MI
+    estimates, AU and dispersion (encoder passes only)."""
+    means, logvars, features = [], [], []
+    for x in batches:
+        x = x.to(device)
+        mu, logvar = model.encode(x)
+        means.append(mu.float().cpu())
+        logvars.append(logvar.float().cpu())
+        if hasattr(model, "encoder_features") and mu.size(1) > 0:
+            features.append(model.encoder_features(x).float().cpu())
+    mu, logvar = torch.cat(means), torch.cat(logvars)
+    sentences, dims = mu.shape
+    kl = float(kl_to_prior(mu.double(), logvar.double()).mean()) if sentences else 0.0
+    mi = mutual_information(mu, logvar, mi_samples)
+    result = {"kl": kl, "mi": mi.value, "mi_se": mi.se, "mi_samples": mi_samples, "encoder_sentences": sentences,
+              "mi_above_kl": mi_exceeds_kl(mi.value, kl, mi.se),
+              "mi_batch": mean_mi_batch(zip(mu.split(mi_batch_size), logvar.split(mi_batch_size))),
+              "mi_batch_noise": mi_batch_noise_floor(dims, sentences), "au": active_units(mu)}
+    if features:  # dispersion of h(x) and of the posterior mean over (at most) the first sentences
+        subset = slice(0, DISPERSION_SENTENCES)
+        for name, values in (("feature", torch.cat(features)[subset]), ("mu", mu[subset])):
+            for statistic, value in feature_dispersion(values).items():
+                result[f"{name}_{statistic}"] = value
+    return result
+
+
 @torch.no_grad()
 def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | None = None,
-             iw_batches: Iterable[torch.Tensor] | None = None, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Score a model on a split: ELBO terms, KL, MI (and its noise floor), AU, dispersion, and
+             iw_batches: Iterable[torch.Tensor] | None = None, device: torch.device | str = "cpu",
+             encoder_batches: Iterable[torch.Tensor] | None = None) -> dict[str, float]:
+    """Score a model on a split: ELBO terms, KL, MI (two estimates), AU, dispersion, and
     optionally IW NLL and PPL.
 
-    Returns per-sentence averages in nats over ``batches``: ``elbo_nll`` = reconstruction +
-    KL (one z sample). With ``iw_batches`` (the whole split, or a subset of it taken in file
-    order so that it is representative), also ``nll`` = -IW log-likelihood with
+    ``rec``, ``elbo_nll`` (= reconstruction + KL, one z sample) and ``elbo_ppl`` are per-sentence
+    averages in nats over ``batches``. The encoder's statistics need no decoder pass, so they are
+    taken over ``encoder_batches`` (the whole split; default ``batches``): ``kl`` (mean KL to the
+    prior), ``mi`` with its standard error ``mi_se`` (:func:`mutual_information`, the aggregate
+    posterior over all those sentences), ``mi_batch`` (He et al.'s per-batch estimate, batches of
+    ``batches``' size, with ``mi_batch_noise``, :func:`mi_batch_noise_floor`), ``au``, the
+    dispersion of h(x) and of the posterior mean, and ``mi_above_kl`` (an estimate above the KL by
+    more than twice its error: broken). With ``iw_batches`` (the whole split, or a subset of it
+    taken in file order so that it is representative), also ``nll`` = -IW log-likelihood with
     ``iw_samples`` samples and ``ppl`` = exp(total NLL / total predicted tokens, end token
     included) over those sentences, and ``nll_per_sentence`` (file order when ``iw_batches``
     is a :class:`~bench.core.data.BatchedSplit`), which paired comparisons of runs resample.
+    Random draws come from the global RNG: the caller seeds it (the trainer: from the run's seed).
     """
     eval_config = eval_config or EvalConfig()
     was_training = model.training
     model.eval()
-    totals = dict(rec=0.0, kl=0.0, mi=0.0, sentences=0, words=0)
-    means, features = [], []
+    totals = dict(rec=0.0, kl=0.0, sentences=0, words=0)
+    batch_size = 1
     for x in batches:
         x = x.to(device)
         out = model(x)
-        batch = x.size(0)
+        batch_size = max(batch_size, x.size(0))
         totals["rec"] += float(out.reconstruction_nll.sum())
         totals["kl"] += float(out.kl.sum())
-        totals["mi"] += mutual_information(out.mu, out.logvar) * batch
-        totals["sentences"] += batch
+        totals["sentences"] += x.size(0)
         totals["words"] += int(out.num_words)
-        means.append(out.mu.cpu())
-        if hasattr(model, "encoder_features") and out.mu.size(1) > 0:
-            features.append(model.encoder_features(x).cpu())
     n = max(1, totals["sentences"])
-    result = {"rec": totals["rec"] / n, "kl": totals["kl"] / n, "elbo_nll": (totals["rec"] + totals["kl"]) / n,
-              "mi": totals["mi"] / n, "au": active_units(torch.cat(means)),
+    result = {"rec": totals["rec"] / n, "elbo_nll": (totals["rec"] + totals["kl"]) / n,
               "elbo_ppl": math.exp((totals["rec"] + totals["kl"]) / max(1, totals["words"])),
-              "mi_noise": mi_noise_floor(means[0].size(1) if means else 0, totals["sentences"]),
               "sentences": totals["sentences"], "words": totals["words"]}
-    if features:  # dispersion of h(x) and of the posterior mean over (at most) the first sentences
-        subset = slice(0, DISPERSION_SENTENCES)
-        for name, values in (("feature", torch.cat(features)[subset]), ("mu", torch.cat(means)[subset])):
-            for statistic, value in feature_dispersion(values).items():
-                result[f"{name}_{statistic}"] = value
+    result.update(encoder_statistics(model, batches if encoder_batches is None else encoder_batches,
+                                     eval_config.mi_samples, batch_size, device))
     if iw_batches is not None:
         per_sentence, words = [], 0
         for x in iw_batches:

@@ -16,9 +16,12 @@ field                         what
 ``uses_latent``               False for a model without a latent (the language model)
 ``status``                    ``running``, ``finished`` or ``failed`` (then ``error``)
 ``metrics.test``              test-split evaluation (:func:`bench.core.metrics.evaluate`): the
-                              metrics of :data:`bench.core.metric_specs.TEST_METRICS`, ``mi_noise``,
-                              ``iw_samples``, ``iw_sentences``, ``nll_per_sentence``, the
-                              dispersion statistics (``feature_cosine_distance``, ...)
+                              metrics of :data:`bench.core.metric_specs.TEST_METRICS`, ``mi_se``,
+                              ``mi_batch``, ``mi_above_kl``, ``iw_samples``, ``iw_sentences``,
+                              ``nll_per_sentence``, the dispersion statistics
+                              (``feature_cosine_distance``, ...); records written before the
+                              whole-split MI existed have He et al.'s batch estimate as ``mi``
+                              and its noise floor as ``mi_noise`` (:func:`mi_columns`)
 ``metrics.test_refined``      the same with the method's refined posterior (SA-VAE), if any
 ``metrics.valid``             validation metrics of the best epoch
 ``timing``                    ``train_seconds``, ``train_hours``, ``valid_eval_seconds``,
@@ -26,7 +29,8 @@ field                         what
                               ``host_speed`` (:func:`bench.core.environment.host_speed`)
 ``concurrent_trials``         trials its sweep trained at once (1 for ``bench.cli.train``)
 ``curves``                    one row per epoch: training and validation metrics, lr, times
-``environment``, ``code``     packages, hardware, host; the code version
+``environment``, ``code``     packages, hardware, host; the code version (``code.dirty``: the
+                              tree had uncommitted changes: no verdict rests on such a record)
 ``sessions``                  each process that trained it (host, pid, start, first epoch)
 ============================  ==============================================================
 
@@ -56,7 +60,8 @@ REFINED_SUFFIX = " [SVI-refined q]"  # the label of a row evaluated with the met
 EVALUATIONS = (("", "test"), (REFINED_SUFFIX, "test_refined"))
 DISPERSION = ("feature_variance", "feature_cosine_distance", "mu_variance")
 ID_COLUMNS = ("label", "dataset", "profile", "seed", "run_id", "evaluation")
-ROW_COLUMNS = (*ID_COLUMNS, "method", "uses_latent", *(m.name for m in TEST_METRICS), "mi_noise", "iw_samples",
+MI_COLUMNS = ("mi_se", "mi_estimator", "mi_batch", "mi_above_kl")
+ROW_COLUMNS = (*ID_COLUMNS, "method", "uses_latent", *(m.name for m in TEST_METRICS), *MI_COLUMNS, "clean", "iw_samples",
                "iw_sentences", "nll_per_sentence", *DISPERSION, "final_valid_kl", "lr_decays",
                "train_hours", "timing_condition", "host_speed", "hardware")
 
@@ -75,7 +80,7 @@ def run_rows(found: Iterable[dict[str, Any]]) -> pd.DataFrame:
                          "profile": record["profile"], "seed": record["seed"], "run_id": record.get("run_id"),
                          "evaluation": key, "method": record["method"], "uses_latent": uses_latent(record),
                          **{m.name: test.get(m.name, math.nan) for m in TEST_METRICS},
-                         "mi_noise": mi_noise(record, key), "iw_samples": test.get("iw_samples"),
+                         **mi_columns(record, key), "clean": clean_tree(record), "iw_samples": test.get("iw_samples"),
                          "iw_sentences": test.get("iw_sentences"), "nll_per_sentence": test.get("nll_per_sentence"),
                          **{name: test.get(name, math.nan) for name in DISPERSION},
                          "final_valid_kl": last_epoch.get("valid_kl", math.nan),
@@ -120,7 +125,7 @@ def read_runs(results: Path, profile: str | None = None,
 def tidy(rows: pd.DataFrame) -> pd.DataFrame:
     """Run x metric rows (``label, dataset, profile, seed, run_id, evaluation, metric, value``):
     the long form of :func:`run_rows` for tools that want one measurement per row."""
-    metrics = [m.name for m in TEST_METRICS] + ["mi_noise", *DISPERSION, "train_hours"]
+    metrics = [m.name for m in TEST_METRICS] + ["mi_se", "mi_batch", *DISPERSION, "train_hours"]
     long = rows.melt(id_vars=list(ID_COLUMNS), value_vars=metrics, var_name="metric", value_name="value")
     return long.dropna(subset=["value"]).reset_index(drop=True)
 
@@ -140,17 +145,36 @@ def lr_decays(record: dict[str, Any]) -> float:
     return float(sum(later < earlier for earlier, later in zip(rates, rates[1:]))) if rates else math.nan
 
 
-def mi_noise(record: dict[str, Any], key: str = "test") -> float:
-    """The MI noise floor of a record's evaluation (:func:`bench.core.metrics.mi_noise_floor`); derived
-    from the latent size and the sentences for records written before it was stored."""
+AGGREGATE, BATCH = "aggregate", "batch"  # the MI estimators (bench.core.metrics)
+
+
+def mi_columns(record: dict[str, Any], key: str = "test") -> dict[str, Any]:
+    """A record's MI as the tables read it: ``mi`` (the estimate verdicts use), ``mi_se`` (its
+    standard error, 1 sd), ``mi_estimator``, ``mi_batch`` (He et al.'s batch estimate) and
+    ``mi_above_kl``. Records written since the whole-split estimate exists
+    (:func:`bench.core.metrics.mutual_information`) have both; for an older record, whose model
+    is gone, ``mi`` is the batch estimate (``mi_estimator`` says so) and ``mi_se`` the batch
+    estimator's noise floor for a model without information (its standard deviation at MI 0,
+    :func:`bench.core.metrics.mi_batch_noise_floor`, derived where the record predates it)."""
+    from bench.core.metrics import mi_batch_noise_floor, mi_exceeds_kl
     test = record["metrics"][key]
-    if "mi_noise" in test:
-        return float(test["mi_noise"])
-    from bench.core.metrics import mi_noise_floor
-    latent = record.get("config", {}).get("model", {}).get("latent_dim") if uses_latent(record) else 0
-    if latent is None or not test.get("sentences"):
-        return math.nan  # not enough in the record to say
-    return mi_noise_floor(latent, int(test["sentences"]))
+    mi, kl = test.get("mi", math.nan), test.get("kl", math.nan)
+    if "mi_batch" in test:
+        return {"mi_se": test.get("mi_se", math.nan), "mi_estimator": AGGREGATE, "mi_batch": test["mi_batch"],
+                "mi_above_kl": bool(test.get("mi_above_kl", False))}
+    noise = test.get("mi_noise")
+    if noise is None:
+        latent = record.get("config", {}).get("model", {}).get("latent_dim") if uses_latent(record) else 0
+        noise = math.nan if latent is None or not test.get("sentences") else \
+            mi_batch_noise_floor(latent, int(test["sentences"]))
+    above = uses_latent(record) and not math.isnan(mi) and not math.isnan(kl) and mi_exceeds_kl(mi, kl, noise)
+    return {"mi_se": float(noise), "mi_estimator": BATCH, "mi_batch": mi, "mi_above_kl": bool(above)}
+
+
+def clean_tree(record: dict[str, Any]) -> bool:
+    """Whether the record was made from committed code (``code.dirty`` false): only such a record
+    can be reproduced, so only such records carry verdicts (a record that does not say is not)."""
+    return record.get("code", {}).get("dirty") is False
 
 
 def hardware_label(record: dict[str, Any]) -> str:

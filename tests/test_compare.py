@@ -52,9 +52,9 @@ def test_aggregation_mean_std_n_and_time_ratio(results):
     assert table.loc["pooling", "time_ratio_high"] == pytest.approx(2 / math.sqrt(3) * math.exp(half))
     # 95% t-interval over seeds: 326 +- t_{2, .975} * 1 / sqrt(3)
     assert table.loc["pooling", "nll_high"] - 326.0 == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
-    # difference to the VAE without per-sentence values: Welch (-5 nats)
+    # difference to the VAE paired by seed, over the seeds both have (0 and 1): -5 nats at each, exact
     assert table.loc["pooling", "d_nll"] == pytest.approx(-5.0)
-    assert table.loc["pooling", "d_nll_low"] < -5.0 < table.loc["pooling", "d_nll_high"]
+    assert table.loc["pooling", "d_nll_low"] == table.loc["pooling", "d_nll_high"] == pytest.approx(-5.0)
     assert math.isnan(table.loc["vae", "d_nll"])
 
 
@@ -66,9 +66,11 @@ def test_nll_difference_is_over_seeds_and_paired_by_sentence(tmp_path):
         write_record(root, "better", "d", seed, 0, 1.0, 1.0, per_sentence=[h - 0.5 + offset for h in hardness])
     table = compare.aggregate(compare.load_records(root, ["d"], None)).set_index("label")
     low, high = table.loc["better", "d_nll_low"], table.loc["better", "d_nll_high"]
-    half = 2.776445 * math.sqrt(2 * 0.01 / 3)  # Welch on the per-seed means: s = 0.1 a side, df = 4
     assert table.loc["better", "d_nll"] == pytest.approx(-0.5)
-    assert (low, high) == (pytest.approx(-0.5 - half), pytest.approx(-0.5 + half))  # the 70-nat spread cancels
+    # paired by seed: the 70-nat spread of sentences cancels (same sentences), and so does the seed's luck
+    assert (low, high) == (pytest.approx(-0.5), pytest.approx(-0.5))
+    unpaired = compare.welch_difference([-0.5 + o for o in (0.0, 0.1, -0.1)], [0.0, 0.1, -0.1])
+    assert unpaired.low < -0.6  # Welch on the per-seed means would carry the seed's luck
 
 
 def test_time_ratios_only_between_runs_timed_alike(tmp_path):
@@ -135,7 +137,8 @@ def test_one_seed_or_different_test_sentences_give_no_interval(tmp_path, capsys)
 def test_published_rows_and_differences_are_labelled(results, capsys):
     compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "md"])
     out = re.sub(r" +", " ", capsys.readouterr().out)
-    assert "| pooling | measured | 3 | **326.00 ± 2.48** | -5.00 [" in out  # best NLL emphasised; 95% interval
+    assert "| pooling † | measured | 3 | **326.00 ± 2.48** | -5.00 [-5.00, -5.00]" in out  # best NLL emphasised;
+    # the paired interval over seeds 0 and 1; † a record that does not say its tree was clean
     assert "| 10.00 ± 4.97 |" in out
     assert "| vae | published he2019_submission | | 328.8 | | 0.0 | 0.0 |" in out
     assert "| vae | ours − published | | 2.20 | | 0.10 | 0.05 |" in out  # 331.0 - 328.8, 0.1 - 0.0, ...

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 
@@ -21,12 +22,13 @@ def test_report_has_every_question_tables_and_figures(tmp_path, smoke_config):
         run(smoke_config(method), results, log=quiet)
     report = write_report(results, None)
     text = report.read_text()
-    for heading in ("RQ2 (synthetic; test: Welch", "RQ3 (synthetic)", "RQ4 (synthetic; test: Welch", "REDUCED 'smoke' profile"):
+    for heading in ("**Family: the report's verdicts**", "RQ2 (synthetic; paired by seed, Holm over the family)",
+                    "RQ3 (synthetic)", "RQ4 (synthetic)", "REDUCED 'smoke' profile"):
         assert heading in text, heading
     # the paragraphs carry the records' numbers, not boilerplate
     found = {r["label"]: r for r in (json.loads(p.read_text()) for p in results.rglob("record.json"))}
     test = {label: r["metrics"]["test"] for label, r in found.items()}
-    assert f"VAE: KL {test['vae']['kl']:.2f}, MI {test['vae']['mi']:.2f}" in text
+    assert re.search(rf"\| vae +\| 1 +\| {test['vae']['mi']:.2f} +\| {test['vae']['au']:.1f} +\| {test['vae']['kl']:.2f} ", text)
     hours = {label: r["timing"]["train_hours"] for label, r in found.items()}
     compared = [found[label] for label in ("pooling", "aggressive+kl_anneal")]
     if results_layer.timing_problem([results_layer.timing_condition(r) for r in compared],
@@ -35,7 +37,8 @@ def test_report_has_every_question_tables_and_figures(tmp_path, smoke_config):
     else:  # this machine was busy while the test ran: no ratio, and the report says why
         assert "Training times: no ratio, timed" in text
     assert f"Against the LSTM language model ({test['lm']['nll']:.2f})" in text
-    assert "**RQ1.** Too few runs with dispersion measurements" in text  # 3 runs with an encoder: no correlation
+    assert "**RQ1 (dispersion and collapse" in text
+    assert "higher:" not in text and "lower:" not in text  # one seed (or uncommitted code): no verdict
     figures = results / "figures"
     for name in ("curves_synthetic_epoch", "curves_synthetic_time", "dispersion"):
         assert (figures / f"{name}.png").stat().st_size > 5000 and (figures / f"{name}.pdf").is_file()
@@ -44,26 +47,53 @@ def test_report_has_every_question_tables_and_figures(tmp_path, smoke_config):
     assert ("figures/time_synthetic.png" in text) == (figures / "time_synthetic.png").is_file()
 
 
-def test_rq2_paragraph_follows_the_numbers(tmp_path, smoke_config):
+def summary_rows(seeds=(0,), clean=True, **changes):
     import pandas as pd
-    summary = pd.DataFrame([
-        {"label": "vae", "dataset": "d", "nll": 100.0, "kl": 0.01, "mi": 0.0, "au": 0, "train_hours": 1.0,
-         "feature_cosine_distance": 0.1},
-        {"label": "pooling", "dataset": "d", "nll": 98.0, "kl": 6.0, "mi": 2.5, "au": 9, "train_hours": 1.1,
-         "feature_cosine_distance": 0.5},
-        {"label": "aggressive+kl_anneal", "dataset": "d", "nll": 98.2, "kl": 5.0, "mi": 2.9, "au": 7,
-         "train_hours": 3.0, "feature_cosine_distance": 0.4}]).assign(uses_latent=True, iw_sentences=200,
-                                                                     timing_condition="GPU, 1 trial(s) at once")
-    text = " ".join(answers(summary, "paper"))
+    rows = []
+    for seed in seeds:
+        rows += [{"label": "vae", "dataset": "d", "seed": seed, "nll": 100.0 + 0.1 * seed, "kl": 0.01, "mi": 0.0,
+                  "au": 0, "train_hours": 1.0, "feature_cosine_distance": 0.1},
+                 {"label": "pooling", "dataset": "d", "seed": seed, "nll": 98.0 + 0.1 * seed * seed, "kl": 6.0,
+                  "mi": 2.5 + 0.05 * seed, "au": 9, "train_hours": 1.1, "feature_cosine_distance": 0.5},
+                 {"label": "aggressive+kl_anneal", "dataset": "d", "seed": seed, "nll": 98.2, "kl": 5.0,
+                  "mi": 2.9, "au": 7, "train_hours": 3.0, "feature_cosine_distance": 0.4}]
+    return pd.DataFrame(rows).assign(uses_latent=True, iw_sentences=200, mi_estimator="aggregate", mi_se=0.01,
+                                     mi_above_kl=False, clean=clean, timing_condition="GPU, 1 trial(s) at once",
+                                     **changes)
+
+
+def test_rq2_paragraph_follows_the_numbers():
+    text = " ".join(answers(summary_rows(), "paper"))
     assert ("pooling / aggressive+kl_anneal = 0.37 (GPU, 1 trial(s) at once): pooling is not distinguishably faster "
             "(one seed: no interval)") in text
-    assert "prevented collapse" not in text and "better log-likelihood" not in text  # one seed: no claim
-    assert "one seed on at least one side: no interval, not distinguishable" in text
-    seeds = pd.concat([summary.assign(seed=0), summary.assign(seed=1, nll=summary["nll"] + 0.1)])
-    text = " ".join(answers(seeds, "paper"))
-    assert "pooling prevented collapse where the VAE collapsed" in text  # MI 2.5 vs 0 in every seed
-    assert "distinguishable at 95%" in text
-    assert "a better log-likelihood from the simple change, as claimed" in text and "one seed" not in text
+    assert "as the paper claims" not in text and "higher:" not in text  # one seed: no claim
+    assert "one seed (+2.50): an indication" in text
+    text = " ".join(answers(summary_rows(seeds=(0, 1, 2)), "paper"))
+    assert "pooling keeps more information than the VAE, as the paper claims" in text  # MI 2.5 vs 0 in every seed
+    assert "higher: +2.55 [" in text and "Holm" in text
+    assert "Pooling − standard VAE test NLL (nats): lower: -1.93 [-2.22, -1.65], n=3" in text  # -2.0, -2.0, -1.8
+    dirty = " ".join(answers(summary_rows(seeds=(0, 1, 2), clean=False), "paper"))
+    assert "records from uncommitted code: no verdict" in dirty and "as the paper claims" not in dirty
+
+
+def test_family_verdicts_are_paired_corrected_and_need_the_margin():
+    import pandas as pd
+    from bench.analysis.report import report_family
+    rows = []
+    for seed in range(3):
+        shared = [0.3, -0.2, 0.1][seed]  # this seed's evaluation noise, in every method's MI
+        rows += [{"label": "vae", "seed": seed, "mi": shared, "au": 0},
+                 {"label": "aggressive", "seed": seed, "mi": shared + 1.0 + 0.1 * seed, "au": 1},
+                 {"label": "beta", "seed": seed, "mi": shared + [0.0, 0.5, -0.4][seed], "au": 0},
+                 {"label": "small", "seed": seed, "mi": shared + 0.03 + 0.001 * seed, "au": 0},
+                 {"label": "batch", "seed": seed, "mi": shared + 1.0, "au": 1, "mi_estimator": "batch"}]
+    frame = pd.DataFrame(rows).assign(dataset="d", nll=40.0, kl=1.0, uses_latent=True, iw_sentences=10, clean=True)
+    frame["mi_estimator"] = frame["mi_estimator"].fillna("aggregate")
+    family = report_family(frame)
+    verdict = {o.comparison.label: (o.verdict if o.tested else o.reason) for o in family.outcomes}
+    assert verdict == {"aggressive": "higher", "beta": "not distinguishable", "small": "below margin",
+                       "batch": "MI estimated differently on the two sides"}
+    assert "Holm's correction over the 3 tested" in family.statement()
 
 
 def test_lagging_diagnostic_writes_traces_statistics_and_figure(tmp_path):
@@ -86,25 +116,6 @@ def test_panel_statistics_known_answers():
     assert on_diagonal["true_spread"] == pytest.approx(math.sqrt(2.5))
     flat = panel_statistics(true, [0.3] * 5)
     assert flat["encoder_spread"] == 0.0 and flat["correlation"] == 0.0 and flat["slope"] == 0.0
-
-
-def test_methods_separated_from_the_vae_on_mi():
-    import pandas as pd
-    from bench.analysis.report import separated_from_vae
-    rows = []
-    for seed in range(3):
-        rows += [{"label": "vae", "dataset": "d", "seed": seed, "nll": 40.0, "kl": 0.01, "mi": 0.01 * seed, "au": 0,
-                  "ppl": 1.0, "iw_sentences": 10, "train_hours": 1.0, "hardware": "CPU"},
-                 {"label": "aggressive", "dataset": "d", "seed": seed, "nll": 39.0, "kl": 1.2, "mi": 1.0 + 0.1 * seed,
-                  "au": 1, "ppl": 1.0, "iw_sentences": 10, "train_hours": 5.0, "hardware": "CPU"},
-                 {"label": "beta", "dataset": "d", "seed": seed, "nll": 40.0, "kl": 0.05, "mi": [0.0, 0.5, -0.4][seed],
-                  "au": 0, "ppl": 1.0, "iw_sentences": 10, "train_hours": 1.0, "hardware": "CPU"},
-                 {"label": "noise", "dataset": "d", "seed": seed, "nll": 40.0, "kl": 0.05, "mi": 0.07 + 0.001 * seed,
-                  "au": 0, "ppl": 1.0, "iw_sentences": 10, "train_hours": 1.0, "hardware": "CPU"}]
-    text = separated_from_vae(pd.DataFrame(rows).assign(uses_latent=True, mi_se=0.05), "d")[0]
-    assert "MI noise floor ±0.10" in text
-    assert "lies above the noise floor: aggressive (MI 1.10" in text
-    assert "the others (beta, noise) keep no information" in text  # noise: apart from the VAE, but within the floor
 
 
 def test_scale_evidence_for_collapsed_remedies():

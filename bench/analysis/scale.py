@@ -27,9 +27,9 @@ from bench.core import files, records
 from bench.core import results as results_layer
 from bench.core.errors import BenchError, run_cli
 from bench.core.plots import pyplot, save
-from bench.core.stats import mean_interval
+from bench.core.stats import MARGINS, mean_interval
 from bench.cli.sweep import Experiment, expand, load_experiment
-from bench.analysis import report
+from bench.analysis import report, verdicts
 
 # (column, axis title): what each figure panel and table column shows
 SCALE_METRICS = (("kl", "test KL (nats)"), ("mi", "test MI (nats)"), ("au", "active units"),
@@ -95,48 +95,27 @@ def point_table(study: pd.DataFrame, experiment: Experiment) -> str:
                     tablefmt="github", disable_numparse=True)
 
 
-def separation_lines(study: pd.DataFrame, experiment: Experiment) -> list[str]:
-    """Per remedy: the points where it separates from the VAE, and the first of them, each
-    point's verdict with the remedy's MI (mean ± 95% t half-width over seeds); the VAE's MI and
-    the noise floor at each point come first, so that every verdict can be checked by eye."""
-    points = [p for p in experiment.points if len(study[study["point"] == p])]
-    verdicts: dict[str, dict[str, tuple[str, str]]] = {}
-    reference = []
-    for point in points:
-        rows = study[study["point"] == point]
-        mi = lambda label: cell(rows[rows["label"] == label]["mi"], 2)  # noqa: E731
-        if (rows["label"] == report.BASELINE).any():
-            reference.append(f"{point} {mi(report.BASELINE)} (floor ±{report.mi_floor(rows):.2f})")
-        split = report.separated_labels(rows)
-        for run in experiment.runs:
-            if run.label not in report.remedies(rows):
-                continue  # the VAE itself, a model without a latent, or not run at this point
-            if split is None:
-                verdict = "too few VAE seeds"
-            elif run.label in split[0]:
-                verdict = "separates"
-            elif run.label in split[1]:
-                verdict = "does not"
-            else:
-                verdict = "one seed"
-            verdicts.setdefault(run.label, {})[point] = (verdict, mi(run.label))
-    lines = [f"- **{report.BASELINE}** (the reference), MI per point: {'; '.join(reference)}."] if reference else []
-    for label, by_point in verdicts.items():
-        apart = [p for p, (v, _) in by_point.items() if v == "separates"]
-        tried = ", ".join(f"{p}: {v} (MI {mi})" for p, (v, mi) in by_point.items())
-        tested = [p for p, (v, _) in by_point.items() if v in ("separates", "does not")]
-        order = list(experiment.points)
-        untested = [p for p in order[:order.index(apart[0])] if p not in tested] if apart else []
-        head, last = (apart or [""])[0], (tested or [""])[-1]
-        first = report.first_true((
-            (bool(untested), f"separates at {head}; the points before it ({', '.join(untested)}) not tested yet"),
-            (bool(apart), f"first separates at {head}"),
-            (bool(tested), f"separates at no point tested (the largest tested: {last})"),
-            (True, "not testable yet (fewer than 2 seeds a side at every point)")))
-        pooling = " (max pooling, the paper's method)" if label in report.POOLING_LABELS else ""
-        lines.append(f"- **{label}**{pooling}: {first}; {tried}.")
-    return lines if verdicts else \
-        ["- No point has 2 or more seeds of the VAE and of a remedy yet: no separation can be tested."]
+def axis_family(study: pd.DataFrame, experiment: Experiment, name: str, elsewhere: dict[str, str]) -> verdicts.Family:
+    """The axis's family: every remedy − the VAE on MI at every point whose runs are not reported
+    under another axis (``elsewhere``: point -> where), Holm over the axis. Confirmatory only
+    where the experiment names its confirmatory seeds (and then only those seeds count)."""
+    points = [p for p in experiment.points if p not in elsewhere]
+    comparisons = [verdicts.Comparison(point, run.label, report.BASELINE, "mi", "RQ2")
+                   for run in experiment.runs for point in points
+                   if run.label != report.BASELINE and (run.points is None or point in run.points)
+                   and not study[(study["label"] == run.label)].empty
+                   and study[study["label"] == run.label]["uses_latent"].all()]
+    family = verdicts.Family(f"{name} axis", comparisons, confirmatory=bool(experiment.confirmatory_seeds))
+    return family.judge({p: study[study["point"] == p] for p in points}, experiment.confirmatory_seeds or None)
+
+
+def cell_state(runs: pd.DataFrame) -> str:
+    """A (point, method) cell of the summary figure: ``keeps information`` (mean AU >= 1 and mean MI
+    above both the MI margin and twice its error), ``collapsed``, or ``not run``."""
+    if not len(runs):
+        return "not run"
+    floor = max(MARGINS["mi"], 2 * float(runs["mi_se"].astype(float).max()))
+    return "keeps information" if runs["au"].mean() >= 1 and runs["mi"].mean() > floor else "collapsed"
 
 
 def plot_study(study: pd.DataFrame, experiment: Experiment, name: str, out: Path) -> str | None:
@@ -164,18 +143,11 @@ def plot_study(study: pd.DataFrame, experiment: Experiment, name: str, out: Path
                 errors.append(0.0 if math.isnan(interval.low) else interval.half_width)
             if xs:
                 axis.errorbar(xs, means, yerr=errors, label=label, capsize=3, markersize=5, **styles[label])
-        if column == "mi" and "mi_se" in study:
-            floor = report.mi_floor(study)
-            axis.axhspan(-floor, floor, color="0.85", zorder=0, label="MI noise floor (±2 sd)")
         axis.set_xticks(range(len(points)), points)
         axis.set_xlim(-0.5, len(points) - 0.5)  # room for the end points' side-by-side offsets
         axis.set_title(title, fontsize=10)
         axis.grid(alpha=0.3)
     axes.flat[4].legend(fontsize=8)  # the NLL panel has every method, the language model too
-    mi_axis = axes.flat[1]
-    floor_patch = [h for h, l in zip(*mi_axis.get_legend_handles_labels()) if l.startswith("MI noise")]
-    if floor_patch:
-        mi_axis.legend(floor_patch, ["MI noise floor (±2 sd)"], fontsize=8, loc="upper left")
     seeds = study.groupby(["label", "point"]).size()
     figure.suptitle(f"Scale study, {name}: {' / '.join(axis_keys(experiment))} ({experiment.profile} profile; "
                     f"mean over {seeds.min()}" + (f"-{seeds.max()}" if seeds.max() > seeds.min() else "")
@@ -189,7 +161,11 @@ def own_points(experiment: Experiment) -> str:
     return f" ({'; '.join(limited)})" if limited else ""
 
 
-def study_section(experiment_path: Path, results: Path, figures: Path) -> list[str]:
+def study_section(experiment_path: Path, results: Path, figures: Path,
+                  reported: dict[str, str]) -> tuple[list[str], list[tuple[str, str, str, str]]]:
+    """One axis: its table, figure and verdict table; and its cells for the summary figure
+    (column, method, state, verdict). ``reported`` maps the run ids already reported under an
+    earlier axis to where: a point made of those runs is shown but judged there, once."""
     experiment, study = load_study(experiment_path, results)
     name = experiment_path.stem.removeprefix("scale_")
     expected = len(expand(experiment))
@@ -201,37 +177,92 @@ def study_section(experiment_path: Path, results: Path, figures: Path) -> list[s
              f"points: {', '.join(experiment.points)}{own_points(experiment)}; seeds "
              f"{', '.join(map(str, experiment.seeds))}). Reduced numbers: never compare them with published ones.", ""]
     if not len(study):
-        return lines + ["No finished runs yet: run the experiment (README: the real-text scale study).", ""]
-    figure = plot_study(study, experiment, name, figures)
-    lines += [point_table(study, experiment), "", f"![scale {name}](figures/{figure})", "",
-              "### Where each remedy separates from the VAE", "",
-              "Test at each point: the method's 95% MI t-interval over seeds does not overlap the VAE's and lies "
-              "above the MI noise floor (at least 2 seeds a side).", "", *separation_lines(study, experiment), "",
-              "### The research questions at each point", ""]
-    scale = f"on the reduced '{experiment.profile}' profile, not at paper scale"
+        return lines + ["No finished runs yet: run the experiment (README: the real-text scale study).", ""], []
+    elsewhere = {}
     for point in experiment.points:
-        rows = study[study["point"] == point].assign(dataset=lambda frame: frame["dataset"] + " " + point)
-        if not len(rows):
-            continue
-        lines.append(report.rq1(rows, scale).replace("**RQ1", f"**RQ1 ({point})", 1))
-        lines.append("")
-        for dataset in rows["dataset"].unique():
-            lines += [f"{paragraph}\n" for paragraph in (*report.separated_from_vae(rows, dataset),
-                                                         *report.dataset_answers(rows, dataset, scale))]
-    return lines
+        ids = set(study[study["point"] == point]["run_id"].dropna())
+        where = {reported[i] for i in ids if i in reported}
+        if ids and len(where) == 1 and all(i in reported for i in ids):
+            elsewhere[point] = where.pop()
+    for point in experiment.points:
+        if point not in elsewhere:
+            for run_id in study[study["point"] == point]["run_id"].dropna():
+                reported.setdefault(run_id, f"{name} {point}")
+    family = axis_family(study, experiment, name, elsewhere)
+    figure = plot_study(study, experiment, name, figures)
+    labels = [run.label for run in experiment.runs if run.label != report.BASELINE]
+    judged = [p for p in experiment.points if p not in elsewhere]
+    same = "; ".join(f"{p}: the same runs as {where}, judged there" for p, where in elsewhere.items())
+    lines += [point_table(study, experiment), "", f"![scale {name}](figures/{figure})", "",
+              f"### Does each remedy keep more information than the VAE? (RQ2 along the {name} axis)", "",
+              family.statement(), "", *(f"{note}" for note in (verdicts.clean_note(study), verdicts.estimator_note(study),
+                                                            same) if note), "",
+              verdicts.verdict_table(family, judged, labels), ""]
+    cells = []
+    without_latent = set(study[~study["uses_latent"].astype(bool)]["label"])  # the LM: nothing to keep
+    for point in experiment.points:
+        for run in experiment.runs:
+            runs = study[(study["point"] == point) & (study["label"] == run.label)]
+            if run.points is not None and point not in run.points or run.label in without_latent:
+                continue
+            outcome = family.outcome(point, run.label)
+            cells.append((f"{name}:{point}", run.label, cell_state(runs),
+                          outcome.verdict if outcome and outcome.tested else ""))
+    return lines, cells
+
+
+STATES = {"keeps information": 2, "collapsed": 1, "not run": 0}
+
+
+def plot_summary(cells: list[tuple[str, str, str, str]], out: Path) -> str | None:
+    """The whole study in one figure: a column per axis point, a row per method; colour: keeps
+    information (mean AU >= 1, MI above the margin), collapsed, not run; mark: the paired,
+    Holm-corrected verdict against the VAE at that point (+ higher, = equivalent, o not
+    distinguishable or below the margin)."""
+    if not cells:
+        return None
+    plt = pyplot()
+    from matplotlib.colors import ListedColormap
+    columns = list(dict.fromkeys(c[0] for c in cells))
+    methods = list(dict.fromkeys(c[1] for c in cells))
+    grid = [[math.nan] * len(columns) for _ in methods]
+    marks = {"higher": "+", "lower": "−", "equivalent": "=", "not distinguishable": "o", "below margin": "o"}
+    figure, axis = plt.subplots(figsize=(0.55 * len(columns) + 3, 0.42 * len(methods) + 2.2))
+    for column, method, state, verdict in cells:
+        row, col = methods.index(method), columns.index(column)
+        grid[row][col] = STATES[state]
+        if verdict:
+            axis.text(col, row, marks.get(verdict, ""), ha="center", va="center", fontsize=11, fontweight="bold")
+    axis.imshow(grid, cmap=ListedColormap(["0.92", "#f4b6a8", "#8fd18f"]), vmin=0, vmax=2, aspect="auto")
+    axis.set_xticks(range(len(columns)), columns, rotation=60, ha="right", fontsize=8)
+    axis.set_yticks(range(len(methods)), methods, fontsize=8)
+    from matplotlib.patches import Patch
+    axis.legend(handles=[Patch(color="#8fd18f", label="keeps information"), Patch(color="#f4b6a8", label="collapsed"),
+                         Patch(color="0.92", label="not run yet"), Patch(color="white", label="not in that axis")],
+                loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    axis.set_title("Scale study: every axis point x method (mark: paired, Holm-corrected ΔMI vs the VAE; "
+                   "+ higher, = equivalent, o not distinguishable)", fontsize=9)
+    return save(figure, out / "scale_summary")
 
 
 def write_scale_report(studies: list[tuple[Path, Path]], out: Path) -> Path:
     lines = ["# collapse-bench scale study", "",
              "Generated by `python -m bench scale` from the committed records of each scale experiment: one axis at "
-             "a time from a stated base point (issue: the real-text scale study). Values are mean ± half-width of the "
-             "95% t-interval over training seeds (none with one seed). Learning-rate decays: how often the rate rule "
-             "cut the rate in a run (0: validation never worsened for long enough).", ""]
+             "a time from a stated base point. Values are mean ± half-width of the 95% t-interval over training "
+             "seeds (none with one seed). Verdicts: each remedy − the VAE on MI, paired by seed, Holm-corrected over "
+             "the axis, with a margin of 0.1 nats (bench.analysis.verdicts); a point whose runs are another axis's "
+             "is judged once, there. Learning-rate decays: how often the rate rule cut the rate in a run.", ""]
+    sections, cells, reported = [], [], {}
     for experiment_path, results in studies:
-        lines += study_section(experiment_path, results, out / "figures")
+        section, axis_cells = study_section(experiment_path, results, out / "figures", reported)
+        sections += section
+        cells += axis_cells
+    summary = plot_summary(cells, out / "figures")
+    if summary:
+        lines += [f"![the whole study](figures/{summary})", ""]
     path = out / "SCALE.md"
     files.make_output_dir(out)
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines + sections) + "\n")
     return path
 
 

@@ -28,7 +28,8 @@ from bench.core import files, records
 from bench.core import results as results_layer
 from bench.core.errors import BenchError, run_cli
 from bench.core.metric_specs import TEST_METRICS, TRAIN_HOURS, spec
-from bench.core.stats import Interval, mean_interval, welch_difference
+from bench.core.stats import Interval, mean_interval, paired_difference, welch_difference
+from bench.analysis.verdicts import per_seed
 
 BASELINES = Path(__file__).resolve().parents[2] / "baselines"
 METRICS = tuple(m.name for m in TEST_METRICS)
@@ -51,15 +52,20 @@ def runs_of(frame: pd.DataFrame, dataset: str, label: str) -> pd.DataFrame:
 
 
 def difference(frame: pd.DataFrame, dataset: str, label: str, reference: str, metric: str) -> Interval | None:
-    """``label`` - ``reference`` on ``metric``: Welch's 95% interval over seeds (NaN bounds with
-    fewer than 2 seeds a side), or None if either has no runs or, for NLL, the runs were
-    scored on different test sentences (bench.core.stats)."""
+    """``label`` - ``reference`` on ``metric``, paired by seed: the 95% t-interval of the per-seed
+    differences (:func:`bench.core.stats.paired_difference`; NaN bounds with fewer than 2 seeds in
+    common), or None if either has no runs, their MI comes from different estimators, or, for
+    NLL, the runs were scored on different test sentences. Descriptive: the verdicts (clean
+    records, Holm over a stated family) are bench.analysis.verdicts'."""
     a, b = runs_of(frame, dataset, label), runs_of(frame, dataset, reference)
     if not len(a) or not len(b):
         return None
     if metric in ("nll", "ppl") and not same_test_sentences(pd.concat([a, b])):
         return None
-    return welch_difference(a[metric].astype(float), b[metric].astype(float))
+    if metric == "mi" and pd.concat([a, b])["mi_estimator"].nunique() > 1:
+        return None
+    test = paired_difference(per_seed(a, label, metric), per_seed(b, reference, metric))
+    return None if test.n == 0 else test.interval
 
 
 def time_ratio(frame: pd.DataFrame, dataset: str, label: str, reference: str) -> tuple[Interval | None, str]:
@@ -101,7 +107,8 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (dataset, label), runs in frame.groupby(["dataset", "label"], sort=False):
         row = {"dataset": dataset, "label": label, "n": len(runs), "iw_sentences": runs["iw_sentences"].max(),
-               "mi_se": runs["mi_se"].max(),
+               "mi_se": runs["mi_se"].max(), "mi_estimator": ", ".join(sorted(set(runs["mi_estimator"].dropna()))),
+               "clean": bool(runs["clean"].astype(bool).all()),
                "uses_latent": bool(runs["uses_latent"].all()),
                "hardware": ", ".join(sorted(set(runs["hardware"]))),
                "timing_condition": runs["timing_condition"].iloc[0]
@@ -121,7 +128,8 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
                         f"d_{metric}_high": change.high if change else math.nan})
         rows.append(row)
     table = pd.DataFrame(rows, columns=[
-        "dataset", "label", "n", "iw_sentences", "mi_se", "uses_latent", "hardware", "timing_condition",
+        "dataset", "label", "n", "iw_sentences", "mi_se", "mi_estimator", "clean", "uses_latent", "hardware",
+        "timing_condition",
         "host_speed_min", "host_speed_max", *[f"{c}_{s}" for c in columns for s in ("mean", "std", "low", "high")],
         *[f"d_{m}{s}" for m in DIFFERENCE_METRICS for s in ("", "_low", "_high")]])
     ratios = [time_ratio(frame, dataset, label, REFERENCE_LABEL)[0] if label != REFERENCE_LABEL else None
@@ -262,8 +270,8 @@ def dataset_rows(dataset: str, measured: pd.DataFrame, published: pd.DataFrame,
     ``ours − published`` where we have the same method."""
     mine = measured[measured["dataset"] == dataset]
     best = best_values(mine)
-    rows = [TableRow(row["label"], "measured", [measured_cell(row, c, best) for c in columns])
-            for _, row in mine.iterrows()]
+    rows = [TableRow(row["label"] + ("" if row["clean"] else " †"), "measured",
+                     [measured_cell(row, c, best) for c in columns]) for _, row in mine.iterrows()]
     theirs = published[published["dataset"] == dataset] if len(published) else published
     for _, row in theirs.iterrows():
         mark = "" if row["verified"] else " (unverified)"
@@ -288,7 +296,7 @@ def latex_typography(text: str) -> str:
     """What pandas' LaTeX escaping leaves as Unicode or as typewriter quotes, for pdflatex: ±, Δ
     and − as math, a minus sign (not a hyphen) before a number, and opening quotes that TeX
     renders as opening ones. Applied to text already escaped."""
-    text = str(text).replace("±", r"$\pm$").replace("−", "$-$").replace("Δ", r"$\Delta$")
+    text = str(text).replace("±", r"$\pm$").replace("−", "$-$").replace("Δ", r"$\Delta$").replace("†", r"\dag{}")
     text = re.sub(r"(?<![\w$.])-(?=\d)", "$-$", text)  # -0.31, [-1.2, ...]; not t-interval, 2-core
     text = re.sub(r'"([^"]*)"', r"``\1''", text)
     return re.sub(r"(?<!\w)'([^']+?)'(?!\w)", r"`\1'", text)  # 'cpu' -> `cpu'; the VAE's apostrophe stays
@@ -321,7 +329,7 @@ def render_latex(rows, columns, caption: str, dataset: str, layout: str = "compa
     ``wide`` puts each interval on the same line and uses ``table*`` (both columns of a
     two-column paper); ``compact`` stacks it under the value and keeps only the published
     rows of methods measured here, to fit one text column."""
-    measured_labels = {row.label for row in rows if row.source == "measured"}
+    measured_labels = {row.label.removesuffix(" †") for row in rows if row.source == "measured"}
     rows = [row for row in rows if row.source == "measured" or row.citation is not None
             and (layout == "wide" or not measured_labels or row.label in measured_labels)]
     # compact: the published rows of methods run here (all of them when nothing was run here)
@@ -362,17 +370,29 @@ def caption_for(dataset: str, measured: pd.DataFrame, profile: str | None, point
     no_active_unit = (" NO METHOD KEEPS AN ACTIVE UNIT HERE (AU 0 in every run): at this scale every remedy "
                       "measured collapses, so the rows differ by optimisation noise only."
                       if len(latent_rows) and (latent_rows["au_mean"].fillna(0) == 0).all() else "")
-    noise = latent_rows["mi_se"].max() if "mi_se" in latent_rows and len(latent_rows) else math.nan
-    floor = (f" MI noise floor ±{2 * noise:.2f}: twice the MI estimator's standard deviation for a model that carries "
-             "no information, on this test set; an MI within it is noise, not information." if noise > 0 else "")
+    estimators = set(", ".join(latent_rows["mi_estimator"].dropna()).split(", ")) - {""} if len(latent_rows) else set()
+    se = latent_rows["mi_se"].max() if len(latent_rows) else math.nan
+    floor = ""
+    if results_layer.AGGREGATE in estimators:
+        floor += (f" MI = I_q(x; z) over the whole test split (aggregate posterior over every test sentence); its "
+                  f"standard error here is at most {se:.3f} nats." if results_layer.BATCH not in estimators else
+                  " MI: rows mix the whole-split estimate and He et al.'s per-batch one (older records); ΔMI only "
+                  "between rows of one estimator.")
+    elif results_layer.BATCH in estimators and se > 0:
+        floor += (f" MI = He et al.'s per-batch estimate (records made before the whole-split one; capped at log batch "
+                  f"size); noise floor ±{2 * se:.2f}: twice its standard deviation for a model that carries no "
+                  "information; an MI within it is noise, not information.")
+    if len(mine) and not mine["clean"].astype(bool).all():
+        floor += " †: records made from uncommitted code: shown, but no verdict rests on them."
     sentences = sorted(set(int(v) for v in mine["iw_sentences"].dropna())) if "iw_sentences" in mine else []
     scored = f" on {'/'.join(map(str, sentences))} test sentences" if sentences else ""
     if point:
         scale += f", scale-study point {point}"
     return (f"{dataset}: {scale}; hardware {hardware}. NLL = importance-weighted test NLL (nats/sentence){scored}; "
             f"values are mean ± half-width of the 95% t-interval over n seeds (no ± with one seed); Δ = difference "
-            f"to the standard VAE with Welch's 95% interval over seeds (each seed's NLL a mean over the same test "
-            f"sentences; no interval with one seed); an interval that excludes 0 is a difference distinguishable at 95%; "
+            f"to the standard VAE, paired by seed, with the 95% t-interval of the per-seed differences (runs at one "
+            f"seed share data order and evaluation draws; no interval with one seed; uncorrected: the report's "
+            f"verdicts apply Holm over a stated family); "
             f"time / VAE = training time relative to the VAE (ratio of geometric means over seeds, Welch's 95% interval "
             f"on log hours), only between runs timed under one recorded condition: same hardware and trials at once, "
             f"each CPU run with at least {results_layer.OWN_CORES_SHARE:.0%} of its cores' time, host speeds within "

@@ -71,6 +71,9 @@ class Experiment:
     resources: Any = None
     settings: Any = None
     points: Any = None  # {point name: settings}: every run is repeated at each point
+    # seeds stated before any of them ran: the confirmatory sample (bench.analysis.verdicts);
+    # without them every verdict drawn from the experiment's records is exploratory
+    confirmatory_seeds: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,13 @@ def load_experiment(path: Path) -> Experiment:
         if unknown:
             raise BenchError(f"{where} run {run.label}: points {unknown} are not among the experiment's points "
                              f"{sorted(map(str, points))}; name points from `points`")
+    confirmatory = tuple(experiment.confirmatory_seeds or ())
+    if unknown := sorted(set(confirmatory) - set(experiment.seeds)):
+        raise BenchError(f"{where} confirmatory_seeds {unknown} are not among the experiment's seeds "
+                         f"{list(experiment.seeds)}; name confirmatory seeds from `seeds`")
     return Experiment(experiment.profile, tuple(experiment.datasets), tuple(runs), tuple(experiment.seeds),
-                      resources, dict(experiment.settings or {}), {str(k): v for k, v in points.items()})
+                      resources, dict(experiment.settings or {}), {str(k): v for k, v in points.items()},
+                      confirmatory)
 
 
 def merge_settings(*layers: dict) -> dict:

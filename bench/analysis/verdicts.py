@@ -1,0 +1,219 @@
+"""Verdicts: methods compared paired by seed, in stated families, with Holm's correction.
+
+Every verdict the report and the scale study draw comes from here, and reads the same way:
+
+* **Paired by seed** (:func:`bench.core.stats.paired_difference`): runs at one seed share their
+  data order and their evaluation draws (bench.core.loop.evaluation_rng), so the per-seed
+  difference ``label - reference`` cancels both; its t-interval over seeds is the test. Runs are
+  never pooled across methods.
+* **Only from records a verdict can rest on**: made from committed code (``code.dirty`` false,
+  :func:`bench.core.results.clean_tree`), with at least 2 seeds a side, the same MI estimator on
+  both sides (``mi_estimator``), and for NLL the same test sentences. Anything else is shown
+  with the reason it carries no verdict.
+* **A stated family**: the comparisons of a report or a scale axis are listed before the
+  results; Holm's correction runs over that family (:func:`bench.core.stats.holm`). A family is
+  *confirmatory* only when its experiment file named its seeds in advance
+  (``confirmatory_seeds``) and only those seeds are used; otherwise it is *exploratory* (its
+  records were seen before the family was written down) and says so, Holm-corrected all the same.
+* **A practical margin** (:data:`bench.core.stats.MARGINS`): a distinguishable difference
+  smaller than it is "below margin", not a verdict; "equivalent" needs the two one-sided tests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from bench.core import results as results_layer
+from bench.core.stats import MARGINS, PairedTest, holm, paired_difference, paired_power, verdict
+
+POSITIVE = ("higher",)
+WORDS = {"higher": "higher", "lower": "lower", "below margin": "below margin", "equivalent": "equivalent",
+         "not distinguishable": "not distinguishable"}
+PLANNED_EFFECT = 0.3  # nats of MI: the effect whose power a family states
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``label - reference`` on ``metric`` among the rows of ``scope`` (a dataset, or a point)."""
+
+    scope: str
+    label: str
+    reference: str
+    metric: str
+    question: str = ""  # "RQ2", ...
+
+    @property
+    def name(self) -> str:
+        return f"{self.label} − {self.reference} ({self.metric}, {self.scope})"
+
+
+@dataclass
+class Outcome:
+    comparison: Comparison
+    test: PairedTest | None
+    reason: str | None  # why there is no test, or None
+    adjusted_p: float = math.nan
+    verdict: str = "not tested"
+
+    @property
+    def tested(self) -> bool:
+        return self.test is not None and self.reason is None
+
+    def cell(self, digits: int = 2) -> str:
+        """``higher: +0.24 [+0.06, +0.41]`` (Holm-adjusted p in the verdict), or why untested."""
+        if not self.tested:
+            if self.test is not None and self.test.n == 1:
+                return f"one seed ({self.test.estimate:+.{digits}f}): an indication"
+            return self.reason or "not tested"
+        t = self.test
+        return f"{self.verdict}: {t.estimate:+.{digits}f} [{t.low:+.{digits}f}, {t.high:+.{digits}f}], n={t.n}"
+
+
+def per_seed(rows: pd.DataFrame, label: str, metric: str) -> dict[int, float]:
+    """``metric`` of ``label``'s runs by seed (a seed's copies, e.g. adopted records of the same
+    run, are one run: their mean)."""
+    runs = rows[rows["label"] == label].dropna(subset=[metric])
+    return {int(seed): float(group[metric].astype(float).mean()) for seed, group in runs.groupby("seed")}
+
+
+def paired(rows: pd.DataFrame, label: str, reference: str, metric: str,
+           seeds: Sequence[int] | None = None) -> tuple[PairedTest | None, str | None]:
+    """The paired test of ``label - reference`` on ``metric`` among ``rows``, or why there is none."""
+    a_runs, b_runs = rows[rows["label"] == label], rows[rows["label"] == reference]
+    if seeds is not None:
+        a_runs, b_runs = a_runs[a_runs["seed"].isin(seeds)], b_runs[b_runs["seed"].isin(seeds)]
+    if not len(a_runs) or not len(b_runs):
+        return None, "not run"
+    clean = lambda runs: runs[runs["clean"].astype(bool)]  # noqa: E731
+    a, b = clean(a_runs), clean(b_runs)
+    if not len(a) or not len(b):
+        return None, "records from uncommitted code: no verdict"
+    if metric == "mi" and len(set(pd.concat([a, b])["mi_estimator"].dropna())) > 1:
+        return None, "MI estimated differently on the two sides"
+    if metric in ("nll", "ppl") and pd.concat([a, b])["iw_sentences"].nunique(dropna=False) > 1:
+        return None, "scored on different test sentences"
+    test = paired_difference(per_seed(a, label, metric), per_seed(b, reference, metric))
+    if test.n == 0:
+        return None, "no seed in common (records from committed code)"
+    if test.n == 1:
+        return test, "one seed: an indication"
+    return test, None
+
+
+@dataclass
+class Family:
+    """A stated family of comparisons, judged together with Holm's correction."""
+
+    name: str
+    comparisons: list[Comparison]
+    confirmatory: bool = False
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def judge(self, rows_of: dict[str, pd.DataFrame], seeds: Sequence[int] | None = None) -> "Family":
+        """Test every comparison on ``rows_of[scope]``; Holm over those with a test."""
+        self.outcomes = []
+        for comparison in self.comparisons:
+            rows = rows_of.get(comparison.scope)
+            test, reason = (None, "not run") if rows is None else \
+                paired(rows, comparison.label, comparison.reference, comparison.metric, seeds)
+            self.outcomes.append(Outcome(comparison, test, reason))
+        tested = [o for o in self.outcomes if o.tested]
+        for outcome, adjusted in zip(tested, holm([o.test.p for o in tested])):
+            outcome.adjusted_p = adjusted
+            outcome.verdict = verdict(outcome.test, MARGINS.get(outcome.comparison.metric, 0.0), adjusted)
+        return self
+
+    @property
+    def tested(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.tested]
+
+    def outcome(self, scope: str, label: str, metric: str = "mi") -> Outcome | None:
+        return next((o for o in self.outcomes if (o.comparison.scope, o.comparison.label, o.comparison.metric)
+                     == (scope, label, metric)), None)
+
+    def question(self, scope: str, question: str) -> Outcome | None:
+        return next((o for o in self.outcomes if (o.comparison.scope, o.comparison.question) == (scope, question)),
+                    None)
+
+    def kind(self) -> str:
+        return ("confirmatory (seeds named in the experiment file before the runs)" if self.confirmatory else
+                "exploratory (the records were seen before this family was stated)")
+
+    def statement(self) -> str:
+        """The family, its test, correction and margins, and its power: said before the results."""
+        metrics = sorted({c.metric for c in self.comparisons})
+        margins = ", ".join(f"{m} {MARGINS[m]:g}" for m in metrics if m in MARGINS)
+        untested = len(self.outcomes) - len(self.tested)
+        return (f"**Family: {self.name}**, {self.kind()}: {len(self.comparisons)} comparisons "
+                f"({len(self.tested)} testable, {untested} not: one seed, not run, different estimators or "
+                f"records from uncommitted code). Test: paired t-interval of the per-seed difference (runs at one "
+                f"seed share data order and evaluation draws); Holm's correction over the {len(self.tested)} tested; "
+                f"a verdict needs the Holm-adjusted p < 0.05 and a difference beyond the margin ({margins}); "
+                f"'equivalent' needs the two one-sided tests within it." + (f" {power}" if (power := self.power()) else ""))
+
+    def power(self, effect: float = PLANNED_EFFECT) -> str:
+        """The power of this family to find a true ΔMI of ``effect`` nats (paired_power), from the
+        quadratic mean of the per-seed sd of its tested MI differences (the noisy comparisons
+        weigh most: a family of mostly exact ties does not make a noisy one look powerful)."""
+        spreads = [(o.test.high - o.test.low) / 2 / _t975(o.test.n) * math.sqrt(o.test.n)
+                   for o in self.tested if o.comparison.metric == "mi"]
+        if not spreads or max(spreads) == 0:
+            return ""
+        sd = math.sqrt(sum(v * v for v in spreads) / len(spreads))
+        seeds = int(pd.Series([o.test.n for o in self.tested]).median())
+        power = paired_power(effect, sd, seeds, max(1, len(self.tested)), MARGINS["mi"], simulations=4000)
+        return (f"Power: with {seeds} seeds and the family's per-seed sd of ΔMI (quadratic mean {sd:.2f} nats), a "
+                f"true ΔMI of {effect:g} nats is found with probability {power:.2f}.")
+
+
+def _t975(n: int) -> float:
+    from scipy import stats
+    return float(stats.t.ppf(0.975, n - 1))
+
+
+def verdict_table(family: Family, scopes: Iterable[str], labels: Iterable[str], metric: str = "mi",
+                  header: str = "method") -> str:
+    """Markdown: a row per label, a column per scope, each cell the outcome of its comparison."""
+    from tabulate import tabulate
+    scopes, rows = list(scopes), []
+    for label in labels:
+        cells = []
+        for scope in scopes:
+            outcome = family.outcome(scope, label, metric)
+            cells.append(outcome.cell() if outcome else "")
+        if any(cells):
+            rows.append([label, *cells])
+    return tabulate(rows, headers=[header, *scopes], tablefmt="github", disable_numparse=True)
+
+
+def clean_note(rows: pd.DataFrame) -> str:
+    """One line on the records from uncommitted code among ``rows`` (shown, never judged)."""
+    dirty = rows[~rows["clean"].astype(bool)]
+    if not len(dirty):
+        return ""
+    labels = ", ".join(sorted(set(dirty["label"])))
+    return (f"{len(dirty)} of {len(rows)} records were made from uncommitted code ({labels}): they are shown in "
+            "the tables but carry no verdict.")
+
+
+def estimator_note(rows: pd.DataFrame) -> str:
+    """Which MI estimate the rows carry, and its noise: the captions' line."""
+    latent = rows[rows["uses_latent"].astype(bool)] if len(rows) else rows
+    parts = []
+    for estimator, group in latent.groupby("mi_estimator"):
+        se = group["mi_se"].astype(float)
+        if estimator == results_layer.AGGREGATE:
+            parts.append(f"{len(group)} runs: MI over the whole test split (aggregate posterior over every test "
+                         f"sentence, 10 z per sentence), standard error {se.min():.3f}-{se.max():.3f} nats")
+        else:
+            parts.append(f"{len(group)} runs made before it: He et al.'s per-batch MI (`mi_batch`, capped at log "
+                         f"batch), noise sd at MI 0 {se.max():.2f} nats")
+    flagged = latent[latent["mi_above_kl"].astype(bool)] if "mi_above_kl" in latent else latent.iloc[0:0]
+    if len(flagged):
+        parts.append(f"{len(flagged)} MI estimates lie above their KL by more than twice their error ("
+                     + ", ".join(f"{r.label} seed {r.seed}" for r in flagged.itertuples()) + "): broken, not information")
+    return "; ".join(parts)

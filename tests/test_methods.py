@@ -102,6 +102,16 @@ def test_free_bits_kingma_masks_on_the_batch_mean():
     assert kl.grad[:, 0].abs().sum() == 0 and (kl.grad[:, 1] == 1).all()  # dim 1 pays even for the 1.6-nat sentence
 
 
+def test_free_bits_sentence_masks_each_sentence_on_its_total_kl():
+    """Bosc & Vincent's --fb 1: a sentence below the target pays no KL at all, one above pays it all."""
+    method = build_method("free_bits", {"free_bits": {"target": 2.0, "variant": "sentence"}})
+    kl = torch.tensor([[0.5, 1.0], [1.5, 1.0]], requires_grad=True)  # totals 1.5 (free) and 2.5 (pays)
+    penalty = method.kl_penalty(kl)
+    assert penalty.tolist() == pytest.approx([0.0, 2.5])
+    penalty.sum().backward()
+    assert kl.grad.tolist() == [[0.0, 0.0], [1.0, 1.0]]
+
+
 def test_pretrain_fb_trains_an_autoencoder_then_resets_the_decoder(smoke_config):
     trainer = make_trainer(smoke_config, "pretrain_fb", pretrain_fb={"pretrain_epochs": 1, "warm_up": 1})
     method, per_epoch = trainer.method, len(trainer.train_data)

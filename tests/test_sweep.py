@@ -63,6 +63,9 @@ def test_experiment_validation(tmp_path):
     with pytest.raises(BenchError, match=r"run agg: points \['medium'\] are not among the experiment's points"):
         load_experiment(write_experiment(tmp_path, "[{label: agg, method: aggressive, points: [medium]}]",
                                          extra=points))
+    assert load_experiment(write_experiment(tmp_path, "[vae]", extra="confirmatory_seeds: [1]")).confirmatory_seeds == (1,)
+    with pytest.raises(BenchError, match=r"confirmatory_seeds \[7\] are not among the experiment's seeds"):
+        load_experiment(write_experiment(tmp_path, "[vae]", extra="confirmatory_seeds: [7]"))
 
 
 def test_gpu_request_without_gpu_fails_fast(tmp_path):

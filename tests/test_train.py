@@ -56,6 +56,8 @@ def test_same_seed_same_numbers_and_finished_runs_are_not_redone(tmp_path, smoke
     first = run(smoke_config("vae"), tmp_path / "a", log=quiet)
     again = run(smoke_config("vae"), tmp_path / "b", log=quiet)
     assert first["curves"][-1]["train_loss"] == again["curves"][-1]["train_loss"]
+    for metric in ("nll", "kl", "mi", "mi_se", "mi_batch", "au", "elbo_nll", "nll_per_sentence"):  # to the last digit
+        assert first["metrics"]["test"][metric] == again["metrics"]["test"][metric], metric
     messages = []
     reused = run(smoke_config("vae"), tmp_path / "a", log=messages.append)
     assert reused["finished_at"] == first["finished_at"] and "already finished" in messages[0]

@@ -55,4 +55,18 @@ def free_bits_batch_mean(kl_per_dim: torch.Tensor, target: float) -> torch.Tenso
     return (kl_per_dim * keep).sum(dim=1)
 
 
-FREE_BITS_VARIANTS = {"li": free_bits_per_sentence, "kingma": free_bits_batch_mean}
+def free_bits_sentence_total(kl_per_dim: torch.Tensor, target: float) -> torch.Tensor:
+    """Free bits on a sentence's whole KL, as Bosc & Vincent 2020 code it (exps-s2svae,
+    ``text_anneal_fb.py --fb 1``): a mask per sentence,
+
+        penalty(x) = 1[sum_d KL_d(x) > target] * sum_d KL_d(x)
+
+    so a sentence whose KL is below ``target`` nats gets no KL gradient (a hinge on the total,
+    not on each dimension: the encoder may spend the free nats on any dimensions).
+    """
+    total = kl_per_dim.sum(dim=1)
+    return total * (total > target).to(total.dtype)
+
+
+FREE_BITS_VARIANTS = {"li": free_bits_per_sentence, "kingma": free_bits_batch_mean,
+                      "sentence": free_bits_sentence_total}

@@ -1,7 +1,8 @@
 """``python -m bench COMMAND [ARGS]``: the one front door to every command.
 
 ``python -m bench`` alone (or ``--help``) lists the commands; ``python -m bench COMMAND --help``
-gives a command's own help. ``python -m bench.cli.train ...`` and the like work too.
+gives a command's own help. ``python -m bench.COMMAND ...`` (the specification's form, e.g.
+``python -m bench.compare --datasets yahoo,yelp``) and ``python -m bench.cli.train ...`` work too.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
     return module.main(argv[1:])
+
+
+def alias(command: str) -> None:
+    """The body of ``bench/<command>.py``: ``python -m bench.<command> ARGS`` is ``python -m bench <command> ARGS``."""
+    run_cli(lambda: main([command, *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

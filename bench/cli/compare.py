@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import textwrap
 from pathlib import Path
 from typing import NamedTuple
 
@@ -289,7 +290,11 @@ def render_text(rows, columns, style: str, caption: str) -> str:
     body = [[row.label, row.source, *[mark(c.text()) if c.best else c.text() for c in row.cells]] for row in rows]
     table = tabulate(body, headers=["method", "source", *map(header, columns)],
                      tablefmt="github" if style == "md" else "simple", disable_numparse=True)
-    return f"{caption}\n\n{table}\n" if style == "md" else f"{caption}\n{table}\n"
+    if style == "md":
+        return f"{caption}\n\n{table}\n"
+    # the terminal: one short line (dataset, scale, hardware) before the table, the rest once after it
+    short, _, rest = caption.partition(". ")
+    return f"{short}.\n{table}\n" + (textwrap.fill(rest, width=110) + "\n" if rest else "")
 
 
 def latex_typography(text: str) -> str:

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 
 from bench.core.method import Method, register_method
+from bench.core.model import without_cudnn
 from bench.core.step import StepContext, StepStatistics
 
 
@@ -70,13 +71,14 @@ class SemiAmortizedVAE(Method):
     differentiates_twice = True  # back-propagates through the SVI steps
 
     def train_step(self, context: StepContext, batch: torch.Tensor) -> StepStatistics:
-        mu0, logvar0 = context.encode(batch)
-        mu, logvar = refine(context.model, batch, mu0, logvar0, self.settings, context.sentence_objective,
-                            create_graph=True)
-        return context.step_on(*context.objective(batch, mu, logvar), batch)
+        with without_cudnn():  # the step back-propagates through gradients of the LSTMs
+            mu0, logvar0 = context.encode(batch)
+            mu, logvar = refine(context.model, batch, mu0, logvar0, self.settings, context.sentence_objective,
+                                create_graph=True)
+            return context.step_on(*context.objective(batch, mu, logvar), batch)
 
     def refine_posterior(self, model, x, mu, logvar):
-        with torch.enable_grad():
+        with torch.enable_grad(), without_cudnn():  # a backward in eval mode (test time)
             mu, logvar = refine(model, x, mu, logvar, self.settings, _negative_elbo)
         return mu.detach(), logvar.detach()
 

@@ -127,7 +127,7 @@ def measure_size(classes, embed, hidden, samples, args, device) -> dict:
 
     def our_training():
         for batch in batches:
-            ours.method.train_step(ours.context, batch)
+            ours.step_once(batch)  # in train mode, as the reference's step (dropout on both sides)
 
     def reference_training():
         for batch in batches:
@@ -138,6 +138,7 @@ def measure_size(classes, embed, hidden, samples, args, device) -> dict:
         with torch.no_grad():
             iw_log_likelihood(ours.model, sentences, samples, max_elements=ours.config.eval.iw_max_elements,
                               bf16=bf16)
+        ours.model.train()
 
     our_training(), reference_training()  # warm-up: allocator, kernels
     our_iw(), reference.iw_nll(sentences, samples)

@@ -309,3 +309,86 @@ def test_encoder_statistics_cover_the_whole_test_split(smoke_config):
     result = Trainer(config, build_method("vae"), corpus, torch.device("cpu"), log=quiet).test()
     assert result["sentences"] == 20 and result["encoder_sentences"] == config.data.synthetic_test
     assert {"mi", "mi_se", "mi_batch", "mi_batch_noise", "mi_above_kl"} <= set(result)
+
+
+def test_training_is_stepped_in_train_mode_and_timing_iw_leaves_it_there(smoke_config):
+    """On a GPU, cuDNN's LSTM has no backward in eval mode: a step after an evaluation must train."""
+    from bench.cli.perf import time_iw
+    from bench.core.data import load_corpus
+    from bench.core.method import build_method
+    config = smoke_config("vae")
+    trainer = Trainer(config, build_method("vae"), load_corpus(config.dataset, config.data), torch.device("cpu"),
+                      log=quiet)
+    modes = []
+    trainer.method.train_step = lambda context, batch: modes.append(context.model.training) or {"words": 0}
+    time_iw(trainer, 2, 2)
+    assert trainer.model.training  # restored after timing the IW bound
+    trainer.model.eval()  # as any evaluation leaves it
+    trainer.step_once(next(iter(trainer.train_data)))
+    assert modes == [True]
+
+
+def test_an_evaluation_failure_leaves_a_failed_record(tmp_path, smoke_config, monkeypatch):
+    def broken(self):
+        raise RuntimeError("cudnn RNN backward can only be called in training mode")
+    monkeypatch.setattr(Trainer, "test", broken)
+    with pytest.raises(RuntimeError):
+        run(smoke_config("vae"), tmp_path, log=quiet)
+    record = json.loads(next(tmp_path.rglob(records.RECORD_NAME)).read_text())
+    assert record["status"] == "failed" and "training mode" in record["error"] and "metrics" not in record
+
+
+def test_a_checkpoint_loads_on_the_cpu_whatever_the_device(tmp_path, smoke_config):
+    """Checkpoints are read to the CPU (RNG states must stay CPU byte tensors): a GPU-written
+    checkpoint resumes on a CPU and the other way round; 'meta' stands in for another device."""
+    from bench.core import files
+    from bench.core.data import load_corpus
+    from bench.core.method import build_method
+    config = smoke_config("vae")
+    trainer = Trainer(config, build_method("vae"), load_corpus(config.dataset, config.data), torch.device("cpu"),
+                      log=quiet)
+    path = tmp_path / records.CHECKPOINT_NAME
+    files.save_checkpoint_atomic(path, {**trainer.state_dict(), **records.checkpoint_identity("abc")})
+    state = records.load_checkpoint(path, torch.device("meta"), "abc")
+    assert state["torch_rng"].device.type == "cpu" and state["model"]["output.weight"].device.type == "cpu"
+    trainer.load_state_dict(state)  # set_rng_state accepts it
+
+
+def test_sa_vae_differentiates_through_lstms_with_cudnn_off(smoke_config):
+    """cuDNN's RNN backward has no second derivative and no eval-mode backward: SA-VAE's steps and
+    its test-time refinement run with cuDNN off (a spy reads the flag inside the objective)."""
+    from bench.core.data import load_corpus
+    from bench.core.method import build_method
+    from methods import sa_vae
+    config = smoke_config("sa_vae", sa_vae={"svi_steps": 1})
+    method = build_method("sa_vae", config.methods)
+    trainer = Trainer(config, method, load_corpus(config.dataset, config.data), torch.device("cpu"), log=quiet)
+    seen = []
+    original = sa_vae.refine
+
+    def spy(*args, **kwargs):
+        seen.append(torch.backends.cudnn.enabled)
+        return original(*args, **kwargs)
+
+    sa_vae.refine, enabled = spy, torch.backends.cudnn.enabled
+    try:
+        trainer.step_once(next(iter(trainer.train_data)))
+        trainer.model.eval()
+        method.refine_posterior(trainer.model, next(iter(trainer.test_data)), *trainer.model.encode(next(iter(trainer.test_data))))
+    finally:
+        sa_vae.refine = original
+    assert seen == [False, False] and torch.backends.cudnn.enabled == enabled
+
+
+def test_float32_is_not_tf32_and_auto_is_strict_in_a_trial_holding_a_gpu(smoke_config, monkeypatch):
+    from bench.core.data import load_corpus
+    from bench.core.loop import resolve_device
+    from bench.core.method import build_method
+    torch.backends.cudnn.allow_tf32 = True
+    config = smoke_config("vae")
+    Trainer(config, build_method("vae"), load_corpus(config.dataset, config.data), torch.device("cpu"), log=quiet)
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(BenchError, match="reserved a GPU but torch sees none"):
+        resolve_device("auto", holds_gpu=True)

@@ -65,13 +65,18 @@ def time_iw(trainer: Trainer, sentences: int, samples: int, bf16: bool = False) 
     """IW-evaluation sentences per second with ``samples`` importance samples, and the NLLs
     (noise seeded, so that float32 and bfloat16 are compared on the same samples)."""
     x = pad_batch(trainer.corpus.splits["test"][:sentences]).to(trainer.device)
+    was_training = trainer.model.training
     trainer.model.eval()
-    iw_log_likelihood(trainer.model, x[:1], 2, bf16=bf16)
-    synchronize(trainer.device)
-    torch.manual_seed(0)
-    started = time.perf_counter()
-    nll = -iw_log_likelihood(trainer.model, x, samples, max_elements=trainer.config.eval.iw_max_elements, bf16=bf16)
-    synchronize(trainer.device)
+    try:
+        iw_log_likelihood(trainer.model, x[:1], 2, bf16=bf16)
+        synchronize(trainer.device)
+        torch.manual_seed(0)
+        started = time.perf_counter()
+        nll = -iw_log_likelihood(trainer.model, x, samples, max_elements=trainer.config.eval.iw_max_elements,
+                                 bf16=bf16)
+        synchronize(trainer.device)
+    finally:  # training timed after this must run in train mode (dropout; cuDNN's backward needs it)
+        trainer.model.train(was_training)
     return sentences / (time.perf_counter() - started), nll.double().cpu()
 
 

@@ -122,6 +122,7 @@ def _train(plan: RunPlan, corpus: Corpus, torch_device, progress, log, resume, o
 
     try:
         stop_reason = trainer.fit(sys.stderr.isatty() if progress is None else progress, on_epoch=end_of_epoch)
+        finish(record, trainer, stop_reason, log)  # the test evaluation can fail too: then a failed record
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the last epoch's checkpoint is the state to resume
         kept = f"the checkpoint of epoch {trainer.epoch} is kept" if checkpoint.is_file() else "no epoch had finished"
         raise Interrupted(f"{err or 'interrupted'} during epoch {trainer.epoch + 1} of {folder.name}: {kept}; "
@@ -129,12 +130,12 @@ def _train(plan: RunPlan, corpus: Corpus, torch_device, progress, log, resume, o
     except Exception as err:  # recorded, then raised again
         reason = str(err) if isinstance(err, BenchError) else f"{type(err).__name__}: {err}"
         record.update(status="failed", error=reason, curves=trainer.curves, finished_at=now())
+        record.pop("metrics", None)  # a half-written evaluation is not a result
         try:
             files.write_json_atomic(record_path, record)
         except BenchError as write_error:  # e.g. the disk is full: the original error is the one to report
             log(f"the failed record could not be written either: {write_error}")
         raise
-    finish(record, trainer, stop_reason, log)
     files.write_json_atomic(record_path, record)
     checkpoint.unlink(missing_ok=True)
     log(f"record: {record_path}")

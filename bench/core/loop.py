@@ -59,13 +59,27 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
-def resolve_device(name: str | None) -> torch.device:
-    """``cuda`` when asked for or available, else ``cpu``; asking for a missing GPU is an error."""
+def resolve_device(name: str | None, holds_gpu: bool = False) -> torch.device:
+    """``cuda`` when asked for or available, else ``cpu``; asking for a missing GPU is an error,
+    and so is ``auto`` in a process that was given a GPU (a Ray trial that reserved one) where
+    torch sees none (e.g. a CPU build of torch on a GPU host): never a silent CPU run."""
     if name in (None, "auto"):
+        if holds_gpu and not torch.cuda.is_available():
+            raise BenchError("this trial reserved a GPU but torch sees none (a CPU build of torch, or "
+                             "CUDA_VISIBLE_DEVICES empty?); install a CUDA build of torch or run with --device cpu")
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError("--device cuda was asked for but torch sees no GPU; use --device cpu")
     return torch.device(name)
+
+
+def exact_float32() -> None:
+    """float32 means float32 on a GPU too: cuDNN's LSTM and convolutions default to TF32 (10-bit
+    mantissa) on Ampere and later GPUs, and so would matmuls under ``high`` precision; the
+    records and the IW-error tables assume float32 (``train.bf16`` is the recorded way to trade
+    precision for speed). Cheap and harmless on a CPU."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
 
 def seed_everything(seed: int) -> None:
@@ -131,6 +145,7 @@ class Trainer:
             raise BenchError("train.bf16 is set, but this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX) "
                              "that torch's LSTM can use; unset train.bf16 or train on a GPU")
         seed_everything(config.seed)
+        exact_float32()
         self.model = build_model(method, len(corpus.vocab), config).to(device)
         batch_size, eval_batch_size = config.data.batch_size, config.data.eval_batch_size
         self.train_data = BatchedSplit(corpus.splits["train"], batch_size).to(device)
@@ -210,7 +225,10 @@ class Trainer:
     # -- epochs and schedule --------------------------------------------------------------
     def step_once(self, batch: torch.Tensor) -> dict[str, Any]:
         """One training update of the method on ``batch``, and the schedules' clock moved on:
-        what an epoch does per batch (perf and the tests take steps the same way)."""
+        what an epoch does per batch (perf and the tests take steps the same way). Always in train
+        mode: dropout on, and on a GPU cuDNN's LSTM has no backward in eval mode."""
+        if not self.model.training:
+            self.model.train()
         stats = self.method.train_step(self.context, batch)
         self.step += 1
         return stats
@@ -316,15 +334,23 @@ class Trainer:
                     "train_seconds", "train_cpu_seconds", "eval_seconds")
 
     def state_dict(self) -> dict[str, Any]:
+        cuda_rng = {"cuda_rng": torch.cuda.get_rng_state(self.device)} if self.device.type == "cuda" else {}
         return {"model": self.model.state_dict(), "best_state": self.best_state, "lr": self.lr,
-                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(), **cuda_rng,
                 "method": self.method.state_dict(), **{k: getattr(self, k) for k in self.STATE_FIELDS}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """From :meth:`state_dict`, loaded on the CPU (records.load_checkpoint): the weights go to
+        the model's device; the RNG states stay CPU tensors, as ``set_rng_state`` requires. A
+        CUDA run restores its CUDA stream too (dropout and z noise there), so that a resumed GPU
+        run continues the uninterrupted one; a checkpoint from another device type starts the
+        new device's stream from the run's seed."""
         self.model.load_state_dict(state["model"])
-        self.best_state = state["best_state"]
-        self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        self.best_state = {k: v.to(self.device) for k, v in state["best_state"].items()}
+        self.generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         self.method.load_state_dict(state["method"])
         for key in self.STATE_FIELDS:
             # a checkpoint from before CPU time was measured: the run's CPU share stays unknown

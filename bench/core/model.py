@@ -239,6 +239,14 @@ class SequenceVAE(nn.Module):
         return VaeOutput(reconstruction_nll, gaussian_kl_per_dim(mu, logvar), mu, logvar, predicted_tokens(x))
 
 
+def without_cudnn():
+    """A context in which LSTMs run PyTorch's own CUDA kernels instead of cuDNN's: cuDNN's RNN
+    backward is not differentiable (no second derivative: SA-VAE back-propagates through its SVI
+    steps) and refuses to run in eval mode (SA-VAE's test-time refinement). Slower, so only there;
+    on a CPU it changes nothing."""
+    return torch.backends.cudnn.flags(enabled=False)
+
+
 def log_standard_normal(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I) summed over the last dimension."""
     return -0.5 * (z.pow(2).sum(-1) + z.size(-1) * math.log(2 * math.pi))

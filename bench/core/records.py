@@ -55,13 +55,16 @@ def load_record(path: Path, fix: str = "delete its folder or rerun with --restar
         raise BenchError(f"{path} is not valid JSON ({err.msg}, line {err.lineno}); {fix}") from None
 
 
-def load_checkpoint(path: Path, device, identifier: str | None = None) -> dict[str, Any]:
-    """A training checkpoint: tensors and plain values only (``weights_only=True`` runs no code).
-    With ``identifier``, one written for another run id or checkpoint format is refused."""
+def load_checkpoint(path: Path, device=None, identifier: str | None = None) -> dict[str, Any]:
+    """A training checkpoint: tensors and plain values only (``weights_only=True`` runs no code),
+    always loaded to the CPU whatever device wrote it or will train it: the RNG states must stay
+    CPU byte tensors (``torch.set_rng_state`` takes no other), and ``load_state_dict`` copies the
+    weights to the model's device. ``device`` is accepted for callers and ignored. With
+    ``identifier``, one written for another run id or checkpoint format is refused."""
     restart = "rerun with --restart to train this run from the start (or delete the checkpoint)"
     try:
         import torch
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # unpickling errors have many types; all mean the same to the user
         raise BenchError(f"{path} is not a readable checkpoint ({type(err).__name__}); {restart}") from None
     if identifier is not None:

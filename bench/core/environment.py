@@ -48,6 +48,9 @@ def environment(device) -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector instructions torch uses
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        # what "float32" and train.bf16 mean here (bench.core.loop.exact_float32, bench.core.model.run_lstm)
+        "precision": {"tf32": bool(torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32),
+                      "bf16_lstm": "float32" if device.type == "cuda" else "bfloat16"},
     }
     return {"python": sys.version.split()[0], "packages": packages, "hardware": hardware,
             "hostname": platform.node()}

@@ -163,7 +163,7 @@ class SequenceVAE(nn.Module):
         and must not be used. Packing would cost a sort, a copy and a host transfer of the
         lengths per batch for the same numbers (test_model: packed == unpacked).
         """
-        states, _ = self.encoder_lstm(self.encoder_embedding(x))
+        states, _ = run_lstm(self.encoder_lstm, self.encoder_embedding(x))
         return states, x != PAD_ID
 
     def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -196,10 +196,10 @@ class SequenceVAE(nn.Module):
             steps = z.unsqueeze(1).expand(-1, inputs.size(1), -1)
             inputs = torch.cat([inputs, steps], dim=2)
             cell = self.latent_to_cell(z).unsqueeze(0)
-            states, _ = self.decoder_lstm(inputs, (torch.tanh(cell), cell))
+            states, _ = run_lstm(self.decoder_lstm, inputs, (torch.tanh(cell), cell))
             states = self.dropout_out(states)
             return torch.cat([states, steps.to(states.dtype)], dim=2) if self.latent_to_output else states
-        states, _ = self.decoder_lstm(inputs)
+        states, _ = run_lstm(self.decoder_lstm, inputs)
         return self.dropout_out(states)
 
     def decoder_logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -237,6 +237,17 @@ class SequenceVAE(nn.Module):
         z = self.sample_posterior(mu, logvar, 1)
         reconstruction_nll = -self.log_px_given_z(x, z).squeeze(1)
         return VaeOutput(reconstruction_nll, gaussian_kl_per_dim(mu, logvar), mu, logvar, predicted_tokens(x))
+
+
+def run_lstm(lstm: nn.LSTM, inputs: torch.Tensor, state=None):
+    """``lstm(inputs, state)``, except under CUDA autocast, where the LSTM runs in float32: CUDA
+    autocast casts cuDNN's RNN to float16 whatever dtype was asked for (ATen's AutocastRNN), so
+    ``train.bf16`` would silently train the LSTMs in float16 without loss scaling. On a CPU the
+    LSTM follows the autocast dtype (bfloat16 through oneDNN)."""
+    if inputs.is_cuda and torch.is_autocast_enabled("cuda"):
+        with torch.autocast("cuda", enabled=False):
+            return lstm(inputs.float(), None if state is None else tuple(s.float() for s in state))
+    return lstm(inputs, state)
 
 
 def without_cudnn():

@@ -1,5 +1,5 @@
 """Faults a long benchmark meets, each injected: what was finished is kept, nothing trains
-twice, and the user reads one line (README: "What survives which fault")."""
+twice, and the user reads one line (docs/faults.md)."""
 
 import errno
 import json

@@ -177,7 +177,7 @@ def study_section(experiment_path: Path, results: Path, figures: Path,
              f"points: {', '.join(experiment.points)}{own_points(experiment)}; seeds "
              f"{', '.join(map(str, experiment.seeds))}). Reduced numbers: never compare them with published ones.", ""]
     if not len(study):
-        return lines + ["No finished runs yet: run the experiment (README: the real-text scale study).", ""], []
+        return lines + ["No finished runs yet: run the experiment (docs/experiments.md: the real-text scale study).", ""], []
     elsewhere = {}
     for point in experiment.points:
         ids = set(study[study["point"] == point]["run_id"].dropna())

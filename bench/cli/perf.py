@@ -8,7 +8,7 @@ and peak memory, for a profile's model size, batch size, sentence length and voc
 random sentences (speed does not depend on the words). ``--bf16`` also times bfloat16 training (autocast, ``train.bf16``) and
 bfloat16 IW evaluation (``eval.iw_bf16``) and reports the IW NLL change on the same samples
 (on a model after a few steps, whose logits are small: the change on trained models is
-measured by evaluating them both ways, README). Speeds are reported as absolute numbers and as
+measured by evaluating them both ways, docs/speed.md). Speeds are reported as absolute numbers and as
 ratios: method / first method, and against an earlier run saved with ``--json``
 (``--baseline``), so versions and hardware can be compared. Nothing here is asserted in tests.
 """

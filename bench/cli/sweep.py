@@ -228,7 +228,7 @@ def run_trial(params: dict, profile: str, results: str, data_dir: str | None, de
     try:
         if data_dir and trial.dataset != "synthetic" and not os.access(Path(data_dir) / trial.dataset, os.R_OK):
             raise BenchError(f"node {node['hostname']} ({node['node_id'][:8]}) cannot read {Path(data_dir) / trial.dataset}; "
-                             "mount the data directory on every node at the same path (README: cluster)")
+                             "mount the data directory on every node at the same path (docs/cluster.md)")
         if ray.get_gpu_ids():  # a trial that holds a GPU never trains on the CPU without a word
             from bench.core.loop import resolve_device
             resolve_device(device, holds_gpu=True)

@@ -5,7 +5,7 @@ trial. A finished record is reused, never recomputed; a run trains only while it
 folder's lock, so two processes never train it at once; an interrupted run resumes from its
 last epoch checkpoint (refused, naming ``--restart``, when the checkpoint belongs to another
 configuration or checkpoint format); a run that raises writes a ``failed`` record with its
-reason first. The README's "What survives which fault" lists the guarantees and their tests.
+reason first. docs/faults.md lists the guarantees and their tests.
 """
 
 from __future__ import annotations

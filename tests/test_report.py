@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from bench.core.errors import BenchError
 from bench.core import results as results_layer
 from bench.cli.diagnose import lagging, panel_statistics, summary_lines
 from bench.analysis.report import answers, write_report
@@ -133,3 +134,25 @@ def test_scale_evidence_for_collapsed_remedies():
     assert "cyclical: collapsed" in text and "it escapes collapse" in text
     assert "beta: collapsed" in text and "no 3x-training run" in text
     assert "aggressive" not in text and "vae:" not in text
+
+
+def test_an_experiments_stated_family_is_judged_over_its_confirmatory_seeds(tmp_path):
+    """The family in the experiment file, over its confirmatory seeds only: the exploratory seeds
+    (here with a large, opposite difference) never enter it."""
+    import pandas as pd
+    from bench.analysis.report import stated_family
+    from bench.cli.sweep import load_experiment
+    path = tmp_path / "grid.yaml"
+    path.write_text("profile: smoke\ndatasets: [d]\nseeds: [0, 3, 4, 5]\nconfirmatory_seeds: [3, 4, 5]\n"
+                    "runs: [vae, {label: pooling_max, method: pooling}]\nfamily: [[pooling_max, vae]]\n")
+    rows = []
+    for seed in (0, 3, 4, 5):
+        rows += [{"label": "vae", "seed": seed, "mi": 0.1 * seed},
+                 {"label": "pooling_max", "seed": seed, "mi": 0.1 * seed + (-5.0 if seed == 0 else 1.0 + 0.01 * seed)}]
+    summary = pd.DataFrame(rows).assign(dataset="d", uses_latent=True, clean=True, mi_estimator="aggregate")
+    statement, table = stated_family(summary, load_experiment(path))
+    assert "confirmatory (seeds named in the experiment file before the runs)" in statement
+    assert "higher: +1.04 [" in table and "n=3" in table
+    with pytest.raises(BenchError, match="family: each entry is \\[label, reference\\]"):
+        path.write_text(path.read_text().replace("[[pooling_max, vae]]", "[[pooling_max, lm]]"))
+        load_experiment(path)

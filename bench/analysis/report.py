@@ -334,7 +334,22 @@ def lm_comparison(summary: pd.DataFrame, dataset: str, lm_label: str) -> str:
             f"model, {best}, differs by {exploratory(both, best, lm_label, 'nll')}.")
 
 
-def write_report(results: Path, profile: str | None, out: Path | None = None) -> Path:
+def stated_family(summary: pd.DataFrame, experiment) -> list[str]:
+    """The experiment's own family (``family`` in its file, stated before its runs), judged over
+    its confirmatory seeds where it names them: its statement and one verdict table."""
+    datasets = sorted(summary["dataset"].unique())
+    family = verdicts.Family("the experiment's stated comparisons",
+                             [verdicts.Comparison(d, a, b, "mi", "stated") for a, b in experiment.family for d in datasets],
+                             confirmatory=bool(experiment.confirmatory_seeds))
+    family.judge({d: summary[summary["dataset"] == d] for d in datasets}, experiment.confirmatory_seeds or None)
+    from tabulate import tabulate
+    rows = [[f"{a} − {b}", *[family.outcome(d, a).cell() for d in datasets]] for a, b in experiment.family]
+    return [family.statement(), tabulate(rows, headers=["ΔMI", *datasets], tablefmt="github", disable_numparse=True)]
+
+
+def write_report(results: Path, profile: str | None, out: Path | None = None, experiment=None) -> Path:
+    """``results/REPORT.md`` (or ``out``) from the finished records; with ``experiment`` (a loaded
+    experiment file that states a ``family``) the report opens with that family's verdicts."""
     summary, found = load_runs(results, profile)
     profile = summary["profile"].iloc[0]
     out = out or Path(results)
@@ -349,6 +364,8 @@ def write_report(results: Path, profile: str | None, out: Path | None = None) ->
     if profile != "paper":
         lines += [f"**Reduced profile '{profile}'**: smaller model, less data and training than the papers. "
                   "These numbers are not comparable with the published ones shown beside them.", ""]
+    if experiment is not None and experiment.family:
+        lines += ["## The experiment's stated comparisons", "", *[f"{p}\n" for p in stated_family(summary, experiment)]]
     lines += ["## Answers to the research questions", "", *[f"{p}\n" for p in answers(summary, profile)]]
     measured = compare.aggregate(compare.load_records(results, sorted(summary["dataset"].unique()), profile))
     published = compare.load_published(sorted(summary["dataset"].unique()), include_unverified=False)
@@ -390,8 +407,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR")
     parser.add_argument("--profile", metavar="NAME", help="which profile's records (needed when several exist)")
+    parser.add_argument("--experiment", type=Path, metavar="FILE",
+                        help="an experiment file whose `family` (stated before its runs) the report judges first, "
+                             "over its `confirmatory_seeds`")
     args = parser.parse_args(argv)
-    print(f"report: {write_report(args.results, args.profile)}")
+    experiment = None
+    if args.experiment is not None:
+        from bench.cli.sweep import load_experiment
+        experiment = load_experiment(args.experiment)
+    print(f"report: {write_report(args.results, args.profile, experiment=experiment)}")
     return 0
 
 

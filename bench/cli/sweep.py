@@ -74,6 +74,9 @@ class Experiment:
     # seeds stated before any of them ran: the confirmatory sample (bench.analysis.verdicts);
     # without them every verdict drawn from the experiment's records is exploratory
     confirmatory_seeds: tuple[int, ...] = ()
+    # the comparisons stated before the runs, [label, reference] on MI (bench.analysis.verdicts);
+    # the report judges them as one Holm family
+    family: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -124,9 +127,14 @@ def load_experiment(path: Path) -> Experiment:
     if unknown := sorted(set(confirmatory) - set(experiment.seeds)):
         raise BenchError(f"{where} confirmatory_seeds {unknown} are not among the experiment's seeds "
                          f"{list(experiment.seeds)}; name confirmatory seeds from `seeds`")
+    family = tuple(tuple(pair) for pair in experiment.family or ())
+    for pair in family:
+        if len(pair) != 2 or (unknown := sorted(set(pair) - set(labels))):
+            raise BenchError(f"{where} family: each entry is [label, reference] of two run labels; {list(pair)} "
+                             f"is not (labels: {', '.join(labels)})")
     return Experiment(experiment.profile, tuple(experiment.datasets), tuple(runs), tuple(experiment.seeds),
                       resources, dict(experiment.settings or {}), {str(k): v for k, v in points.items()},
-                      confirmatory)
+                      confirmatory, family)
 
 
 def merge_settings(*layers: dict) -> dict:

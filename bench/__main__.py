@@ -21,6 +21,7 @@ COMMANDS = {
     "compare": ("bench.cli.compare", "comparison tables (terminal, Markdown, CSV, LaTeX) with published numbers"),
     "report": ("bench.analysis.report", "the report: RQ1-RQ4 from the committed records"),
     "scale": ("bench.analysis.scale", "the scale study's section and figures"),
+    "samples": ("bench.cli.samples", "the text a run's model produces: reconstructions, prior samples"),
     "diagnose": ("bench.cli.diagnose", "diagnostics: the lagging-encoder figure, feature dispersion"),
     "perf": ("bench.cli.perf", "speed benchmarks, measured side by side"),
 }

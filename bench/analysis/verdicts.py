@@ -28,6 +28,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from bench.core import results as results_layer
+from bench.core.results import per_seed
 from bench.core.stats import MARGINS, PairedTest, holm, paired_difference, paired_power, verdict
 
 POSITIVE = ("higher",)
@@ -71,13 +72,6 @@ class Outcome:
             return self.reason or "not tested"
         t = self.test
         return f"{self.verdict}: {t.estimate:+.{digits}f} [{t.low:+.{digits}f}, {t.high:+.{digits}f}], n={t.n}"
-
-
-def per_seed(rows: pd.DataFrame, label: str, metric: str) -> dict[int, float]:
-    """``metric`` of ``label``'s runs by seed (a seed's copies, e.g. adopted records of the same
-    run, are one run: their mean)."""
-    runs = rows[rows["label"] == label].dropna(subset=[metric])
-    return {int(seed): float(group[metric].astype(float).mean()) for seed, group in runs.groupby("seed")}
 
 
 def paired(rows: pd.DataFrame, label: str, reference: str, metric: str,

@@ -30,7 +30,6 @@ from bench.core import results as results_layer
 from bench.core.errors import BenchError, run_cli
 from bench.core.metric_specs import TEST_METRICS, TRAIN_HOURS, spec
 from bench.core.stats import Interval, mean_interval, paired_difference, welch_difference
-from bench.analysis.verdicts import per_seed
 
 BASELINES = Path(__file__).resolve().parents[2] / "baselines"
 METRICS = tuple(m.name for m in TEST_METRICS)
@@ -65,7 +64,7 @@ def difference(frame: pd.DataFrame, dataset: str, label: str, reference: str, me
         return None
     if metric == "mi" and pd.concat([a, b])["mi_estimator"].nunique() > 1:
         return None
-    test = paired_difference(per_seed(a, label, metric), per_seed(b, reference, metric))
+    test = paired_difference(results_layer.per_seed(a, label, metric), results_layer.per_seed(b, reference, metric))
     return None if test.n == 0 else test.interval
 
 

@@ -164,6 +164,7 @@ def finish(record: dict[str, Any], trainer: Trainer, stop_reason: str, log: Call
     eval_before = trainer.eval_seconds
     test = trainer.test()
     refined = trainer.test_refined()
+    samples = trainer.text_samples()
     best_valid = min(trainer.curves, key=lambda row: row["valid_elbo_nll"])
     record.update(
         status="finished", stop_reason=stop_reason, epochs=trainer.epoch, finished_at=now(),
@@ -177,7 +178,7 @@ def finish(record: dict[str, Any], trainer: Trainer, stop_reason: str, log: Call
                 "train_cpu_share": cpu_share(trainer.train_cpu_seconds, trainer.train_seconds),
                 "load_per_core": statistics.fmean(row.get("load_per_core", math.nan) for row in trainer.curves),
                 "host_speed": run_environment.host_speed(trainer.device)},  # measured warm, after training
-        curves=trainer.curves,
+        curves=trainer.curves, samples=samples,
     )
     log(f"test: {summary_line(test)}  (IW K={test['iw_samples']}, {test['iw_sentences']} sentences)  "
         f"train {trainer.train_seconds:.0f}s  eval {trainer.eval_seconds:.0f}s")

@@ -32,6 +32,7 @@ from bench.core.method import Method, TrainingClock, defines
 from bench.core.metric_specs import summary_line
 from bench.core.metrics import evaluate, mean_mi_batch
 from bench.core.model import ModelHooks, SequenceVAE
+from bench.core.samples import SENTENCES as SAMPLE_SENTENCES, text_samples
 from bench.core.step import StepContext, check_finite
 
 FINITE_CHECK_EVERY = 50  # steps between checks of the running loss (each check waits for the device)
@@ -201,6 +202,15 @@ class Trainer:
         if not defines(self.method, "refine_posterior"):
             return None
         return self._evaluate(self.test_data, self.iw_test_data, RefinedPosterior(self.model, self.method))
+
+    def text_samples(self) -> dict[str, Any]:
+        """Reconstructions, prior samples and an interpolation as text (bench.core.samples), drawn
+        from the evaluation stream and timed as evaluation."""
+        started = time.perf_counter()
+        with evaluation_rng(self.config.seed, self.device):
+            result = text_samples(self.model, self.corpus.vocab, self.corpus.full_test[:SAMPLE_SENTENCES], self.device)
+        self.eval_seconds += time.perf_counter() - started
+        return result
 
     def validation_mi_at_training_batch_size(self) -> float:
         was_training = self.model.training

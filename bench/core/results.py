@@ -29,6 +29,8 @@ field                         what
                               ``host_speed`` (:func:`bench.core.environment.host_speed`)
 ``concurrent_trials``         trials its sweep trained at once (1 for ``bench.cli.train``)
 ``curves``                    one row per epoch: training and validation metrics, lr, times
+``samples``                   text read off the final model (:mod:`bench.core.samples`):
+                              reconstructions, prior samples, an interpolation
 ``environment``, ``code``     packages, hardware, host; the code version (``code.dirty``: the
                               tree had uncommitted changes: no verdict rests on such a record)
 ``sessions``                  each process that trained it (host, pid, start, first epoch)
@@ -128,6 +130,13 @@ def tidy(rows: pd.DataFrame) -> pd.DataFrame:
     metrics = [m.name for m in TEST_METRICS] + ["mi_se", "mi_batch", *DISPERSION, "train_hours"]
     long = rows.melt(id_vars=list(ID_COLUMNS), value_vars=metrics, var_name="metric", value_name="value")
     return long.dropna(subset=["value"]).reset_index(drop=True)
+
+
+def per_seed(rows: pd.DataFrame, label: str, metric: str) -> dict[int, float]:
+    """``metric`` of ``label``'s runs by seed (a seed's copies, e.g. adopted records of the same
+    run, are one run: their mean)."""
+    runs = rows[rows["label"] == label].dropna(subset=[metric])
+    return {int(seed): float(group[metric].astype(float).mean()) for seed, group in runs.groupby("seed")}
 
 
 # -- queries on one record ---------------------------------------------------------------

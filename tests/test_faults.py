@@ -208,3 +208,28 @@ def test_a_checkpoint_of_another_configuration_or_code_version_is_refused(tmp_pa
         assert "--restart" in str(refused.value) and "\n" not in str(refused.value)
     record = run(config, tmp_path, log=quiet, resume=False)  # --restart
     assert record["status"] == "finished" and [s["from_epoch"] for s in record["sessions"]] == [0]
+
+
+def test_torchs_own_write_error_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """On a full disk torch's zip writer raises RuntimeError, not OSError: the same one line."""
+    import torch
+    from bench.core import files
+    from bench.core.errors import BenchError
+    path = tmp_path / "checkpoint.pt"
+    files.save_checkpoint_atomic(path, {"epoch": 1})
+
+    def full_disk(state, target):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(BenchError, match=r"cannot write .*checkpoint.pt \(\[enforce fail"):
+        files.save_checkpoint_atomic(path, {"epoch": 2})
+    assert torch.load(path, weights_only=True) == {"epoch": 1} and len(list(tmp_path.iterdir())) == 1
+
+
+def test_diagnose_never_overwrites_the_committed_figure_with_a_smaller_one(tmp_path):
+    import json
+    from bench.cli import diagnose
+    from bench.core.errors import BenchError
+    (tmp_path / "lagging.json").write_text(json.dumps({"profile": "cpu", "sample": 500}))
+    with pytest.raises(BenchError, match="holds the cpu profile's figure .* pass --force"):
+        diagnose.main(["lagging", "--profile", "smoke", "--sample", "20", "--out", str(tmp_path)])

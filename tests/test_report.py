@@ -156,3 +156,19 @@ def test_an_experiments_stated_family_is_judged_over_its_confirmatory_seeds(tmp_
     with pytest.raises(BenchError, match="family: each entry is \\[label, reference\\]"):
         path.write_text(path.read_text().replace("[[pooling_max, vae]]", "[[pooling_max, lm]]"))
         load_experiment(path)
+
+
+def test_a_report_is_never_replaced_by_one_from_fewer_runs_or_another_profile(tmp_path, smoke_config):
+    results = tmp_path / "results"
+    run(smoke_config("vae"), results, log=quiet)
+    run(smoke_config("pooling"), results, log=quiet)
+    report = write_report(results, None)
+    stamped = report.read_text()
+    assert '<!-- generated: {"profile": "smoke", "runs": 2} -->' in stamped
+    fewer = tmp_path / "fewer"
+    run(smoke_config("vae"), fewer, log=quiet)
+    with pytest.raises(BenchError, match=r"would be replaced by less \(runs 2 -> 1\)"):
+        write_report(fewer, None, out=results)
+    assert report.read_text() == stamped
+    write_report(fewer, None, out=results, force=True)
+    assert '"runs": 1' in report.read_text()

@@ -88,11 +88,28 @@ def test_missing_runs_and_points_are_said(tmp_path):
     assert "1 of 15 runs finished" in text and "(aggressive only at short)" in text
     assert re.search(r"\| short +\| aggressive +\| 0 +\| not run yet", text)
     assert not re.search(r"\| long +\| aggressive ", text)
-    empty = scale.write_scale_report([(experiment, tmp_path / "nothing")], tmp_path / "out2").read_text()
-    assert "No finished runs yet" in empty
+    with pytest.raises(BenchError, match="does not exist"):  # a wrong folder never rewrites SCALE.md
+        scale.write_scale_report([(experiment, tmp_path / "nothing")], tmp_path / "out2")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BenchError, match="holds no finished run of"):
+        scale.write_scale_report([(experiment, tmp_path / "empty")], tmp_path / "out2")
     no_points = tmp_path / "flat.yaml"
     no_points.write_text("profile: cpu\ndatasets: [synthetic]\nruns: [vae]\n")
     with pytest.raises(BenchError, match="has no points"):
         scale.main([f"{no_points}={results}"])
     with pytest.raises(BenchError, match="EXPERIMENT=RESULTS"):
         scale.main([str(experiment)])
+
+
+def test_scale_md_is_never_replaced_by_one_with_fewer_runs_or_sections(tmp_path):
+    experiment, results = tmp_path / "scale_toy.yaml", tmp_path / "results"
+    experiment.write_text(EXPERIMENT)
+    for seed in range(2):
+        write_record(results, "vae", "short", seed, 0.0, 0, 0.001)
+    scale.write_scale_report([(experiment, results), (experiment, results)], tmp_path / "out")
+    before = (tmp_path / "out" / "SCALE.md").read_text()
+    with pytest.raises(BenchError, match=r"would be replaced by less \(runs 4 -> 2; sections 2 -> 1\); pass --force"):
+        scale.main([f"{experiment}={results}", "--out", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "SCALE.md").read_text() == before  # whole, untouched
+    scale.main([f"{experiment}={results}", "--out", str(tmp_path / "out"), "--force"])
+    assert (tmp_path / "out" / "SCALE.md").read_text() != before

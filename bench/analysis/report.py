@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.core import records
+from bench.core import files, records
 from bench.core import results as results_layer
 from bench.core.errors import BenchError, run_cli
 from bench.core.plots import pyplot, save
@@ -347,12 +347,15 @@ def stated_family(summary: pd.DataFrame, experiment) -> list[str]:
     return [family.statement(), tabulate(rows, headers=["ΔMI", *datasets], tablefmt="github", disable_numparse=True)]
 
 
-def write_report(results: Path, profile: str | None, out: Path | None = None, experiment=None) -> Path:
+def write_report(results: Path, profile: str | None, out: Path | None = None, experiment=None,
+                 force: bool = False) -> Path:
     """``results/REPORT.md`` (or ``out``) from the finished records; with ``experiment`` (a loaded
-    experiment file that states a ``family``) the report opens with that family's verdicts."""
+    experiment file that states a ``family``) the report opens with that family's verdicts. An
+    existing report built from more runs or another profile is kept unless ``force``."""
     summary, found = load_runs(results, profile)
     profile = summary["profile"].iloc[0]
     out = out or Path(results)
+    files.refuse_to_replace_with_less(out / "REPORT.md", {"runs": len(found), "profile": profile}, force)
     figures = out / "figures"
     curves = curve_frame(found)
     hardware = ", ".join(sorted(summary["hardware"].unique()))
@@ -399,7 +402,7 @@ def write_report(results: Path, profile: str | None, out: Path | None = None, ex
                   "width, encoder initialisation): where each remedy and pooling start to separate from the VAE, with the research "
                   "questions answered at every point: [SCALE.md](SCALE.md), made by `python -m bench scale`.", ""]
     report = out / "REPORT.md"
-    report.write_text("\n".join(lines))
+    files.write_generated(report, "\n".join(lines), {"runs": len(found), "profile": profile}, force=True)
     return report
 
 
@@ -410,12 +413,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--experiment", type=Path, metavar="FILE",
                         help="an experiment file whose `family` (stated before its runs) the report judges first, "
                              "over its `confirmatory_seeds`")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="where REPORT.md and figures/ go (default: --results)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing REPORT.md even when the new one has fewer runs or another profile")
     args = parser.parse_args(argv)
     experiment = None
     if args.experiment is not None:
         from bench.cli.sweep import load_experiment
         experiment = load_experiment(args.experiment)
-    print(f"report: {write_report(args.results, args.profile, experiment=experiment)}")
+    print(f"report: {write_report(args.results, args.profile, args.out, experiment, args.force)}")
     return 0
 
 

@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     lag.add_argument("--seed", type=int, default=0)
     lag.add_argument("--device", default="auto")
     lag.add_argument("--out", type=Path, default=records.DEFAULT_RESULTS / "figures", metavar="DIR")
+    lag.add_argument("--force", action="store_true",
+                     help="replace an existing lagging figure made with another profile or fewer sentences")
     args = parser.parse_args(argv)
     try:
         iterations = sorted({int(i) for i in args.iterations.split(",") if i.strip()})
@@ -203,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.sample < 2:
         raise BenchError("--sample must be at least 2")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    existing = files.json_facts(args.out / "lagging.json")  # never replaced by a smaller or other-profile one
+    if not args.force and existing and (existing.get("profile") != args.profile or existing.get("sample", 0) > args.sample):
+        raise BenchError(f"{args.out / 'lagging.json'} holds the {existing.get('profile')} profile's figure "
+                         f"({existing.get('sample')} sentences); this would replace it with the {args.profile} profile's "
+                         f"({args.sample}): pass --force to replace it, or --out DIR to write elsewhere")
     traces = lagging(methods, args.profile, parse_overrides(args.overrides), iterations, args.sample, args.out,
                      args.device, args.seed, log=lambda message: print(message, file=sys.stderr))
     print("\n".join(summary_lines(traces)))

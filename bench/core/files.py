@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -48,10 +49,59 @@ def _replace_atomically(path: Path, write: Callable[[str], None]) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # RuntimeError: torch's zip writer on a full disk
         Path(tmp).unlink(missing_ok=True)
-        raise BenchError(f"cannot write {path} ({err.strerror or err}); free disk space or fix the folder's "
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0][:200]
+        raise BenchError(f"cannot write {path} ({reason}); free disk space or fix the folder's "
                          "permissions, then run the same command again (files already written are kept)") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+GENERATED = re.compile(r"<!-- generated: (\{.*\}) -->")
+COUNTS = ("runs", "sections")  # what a generated report must not lose without --force
+
+
+def generated_facts(path: Path) -> dict[str, Any]:
+    """What a generated file said it was built from (its last ``<!-- generated: {...} -->`` line)."""
+    try:
+        found = GENERATED.findall(path.read_text(errors="replace"))
+        return json.loads(found[-1]) if found else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def refuse_to_replace_with_less(path: Path, facts: dict[str, Any], force: bool) -> None:
+    """A committed report or figure is never replaced by one built from fewer finished runs or
+    sections, or from another profile, unless ``force``: one line saying what would be lost."""
+    if force or not path.is_file():
+        return
+    old = generated_facts(path) if path.suffix == ".md" else json_facts(path)
+    losses = [f"{key} {old[key]} -> {facts.get(key, 0)}" for key in COUNTS
+              if isinstance(old.get(key), int) and facts.get(key, 0) < old[key]]
+    if old.get("profile") and facts.get("profile") and old["profile"] != facts["profile"]:
+        losses.append(f"profile {old['profile']} -> {facts['profile']}")
+    if losses:
+        raise BenchError(f"{path} would be replaced by less ({'; '.join(losses)}); pass --force to replace it, or "
+                         "--out DIR to write elsewhere")
+
+
+def json_facts(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_generated(path: Path, text: str, facts: dict[str, Any], force: bool = False) -> None:
+    """Write a generated Markdown file atomically, stamped with what it was built from, unless it
+    would replace one built from more (:func:`refuse_to_replace_with_less`)."""
+    refuse_to_replace_with_less(path, facts, force)
+    stamped = text.rstrip("\n") + f"\n\n<!-- generated: {json.dumps(facts, sort_keys=True)} -->\n"
+
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(stamped)
+
+    make_output_dir(path.parent)
+    _replace_atomically(path, write)

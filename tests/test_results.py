@@ -1,9 +1,12 @@
 """The results layer: one lenient reader of run records for compare, report and the scale study."""
 
+import json
 import math
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from bench.core import results
 
@@ -68,3 +71,25 @@ def test_host_speed_probe_leaves_the_runs_random_state_alone():
     speed = host_speed(torch.device("cpu"))
     assert torch.equal(torch.rand(4), expected)  # a run seeded before the probe draws what it would have
     assert math.isfinite(speed) and speed > 0
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"\x80\x81\x00binary", "not text (binary bytes)"),
+    (b'{"status": "finished"}', "says finished but has no method, dataset, profile, seed, metrics.test"),
+    (b'{"status": "finished", "method": "vae", "dataset": "d", "profile": "cpu", "seed": 3, "metrics": {}}',
+     "says finished but has no metrics.test"),
+    (b'{"status": "finished", "method": "v', "not valid JSON"),
+    (b"[1, 2]", "not a record"),
+])
+def test_a_damaged_record_is_listed_in_one_line_and_the_others_are_read(tmp_path, capsys, content, words):
+    from bench.core import records
+    good = {"label": "vae", "method": "vae", "dataset": "d", "profile": "cpu", "seed": 0, "status": "finished",
+            "metrics": {"test": {"nll": 1.0}}}
+    for seed, payload in ((0, json.dumps(good).encode()), (1, content)):
+        folder = tmp_path / "cpu" / "d" / "vae" / f"seed{seed}-x"
+        folder.mkdir(parents=True)
+        (folder / "record.json").write_bytes(payload)
+    found = records.finished_records(tmp_path)
+    assert [r["seed"] for r in found] == [0]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "seed1-x/record.json" in err and words in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,31 @@ def load_checkpoint(path: Path, device=None, identifier: str | None = None) -> d
     return state
 
 
+FINISHED_KEYS = ("method", "dataset", "profile", "seed")  # besides metrics.test, in every finished record
+
+
+def read_checked(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A record and None, or None and what is wrong with it: not readable, not JSON, not an
+    object, or finished without the keys or test metrics a table needs."""
+    try:
+        record = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not text (binary bytes); delete its folder or rerun the run"
+    except json.JSONDecodeError as err:
+        return None, f"not valid JSON ({err.msg}, line {err.lineno}: truncated?); delete its folder or rerun the run"
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror or err})"
+    if not isinstance(record, dict):
+        return None, "not a record (a JSON object is expected)"
+    if record.get("status") == "finished":
+        missing = [key for key in FINISHED_KEYS if key not in record]
+        test = record.get("metrics", {}).get("test") if isinstance(record.get("metrics"), dict) else None
+        if missing or not isinstance(test, dict) or "nll" not in test:
+            what = ", ".join(missing + ([] if isinstance(test, dict) and "nll" in test else ["metrics.test"]))
+            return None, f"says finished but has no {what}; delete its folder or rerun the run"
+    return record, None
+
+
 def finished_records(results: Path, profile: str | None = None,
                      datasets: list[str] | None = None) -> list[dict[str, Any]]:
     """Every finished record under ``results`` (optionally one profile and some datasets).
@@ -88,10 +114,10 @@ def finished_records(results: Path, profile: str | None = None,
     # exactly <profile>/<dataset>/<label>/<seed-id>/: an experiment's own results folder inside
     # this one (results/scale_calibration/...) is not read as part of it
     for path in sorted(Path(results).glob(f"*/*/*/*/{RECORD_NAME}")):
-        try:
-            record = load_record(path)
-        except (OSError, ValueError):
-            continue  # a foreign or damaged file is not a result
+        record, problem = read_checked(path)
+        if problem:  # never dropped silently: one line each, and the others are read
+            print(f"warning: skipped {path}: {problem}", file=sys.stderr)
+            continue
         if record.get("status") != "finished" or (datasets is not None and record.get("dataset") not in datasets):
             continue
         if profile is None or record.get("profile") == profile:

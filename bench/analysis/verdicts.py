@@ -31,9 +31,6 @@ from bench.core import results as results_layer
 from bench.core.results import per_seed
 from bench.core.stats import MARGINS, PairedTest, holm, paired_difference, paired_power, verdict
 
-POSITIVE = ("higher",)
-WORDS = {"higher": "higher", "lower": "lower", "below margin": "below margin", "equivalent": "equivalent",
-         "not distinguishable": "not distinguishable"}
 PLANNED_EFFECT = 0.3  # nats of MI: the effect whose power a family states
 
 
@@ -202,7 +199,7 @@ def estimator_note(rows: pd.DataFrame) -> str:
         se = group["mi_se"].astype(float)
         if estimator == results_layer.AGGREGATE:
             parts.append(f"{len(group)} runs: MI over the whole test split (aggregate posterior over every test "
-                         f"sentence, 10 z per sentence), standard error {se.min():.3f}-{se.max():.3f} nats")
+                         f"sentence), standard error {se.min():.3f}-{se.max():.3f} nats")
         else:
             parts.append(f"{len(group)} runs made before it: He et al.'s per-batch MI (`mi_batch`, capped at log "
                          f"batch), noise sd at MI 0 {se.max():.2f} nats")

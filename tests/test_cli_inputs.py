@@ -102,3 +102,35 @@ def test_the_front_door_lists_runs_and_refuses_commands():
     assert typo.returncode == 2 and typo.stderr.strip().count("\n") == 0 and "Did you mean 'train'?" in typo.stderr
     helped = bench("compare", "--help")
     assert helped.returncode == 0 and "usage: python -m bench compare" in helped.stdout
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("", "the file is empty"),
+    ("profile: smoke\ndatasets: [synthetic]\n", "no runs"),
+    ("profile: smoke\ndatasets: []\nruns: [vae]\n", "no datasets"),
+    ("profile: smoke\ndatasets: [synthetic]\nseeds: []\nruns: [vae]\n", "no seeds"),
+    ("profile: smoke\ndatasets: [synthetic]\nruns: []\n", "no runs"),
+    ("profile: smoke\ndatasets: [synthetic]\nseeds: [0, 0]\nruns: [vae]\n", "repeat a seed"),
+    ("profile: smoke\ndatasets: [synthetic]\nruns: [vae]\npoints: [a]\n", "e.g. {len10: {data: {synthetic_length: 10}}}"),
+])
+def test_experiment_files_that_would_run_nothing_or_twice_are_one_line(tmp_path, content, expected):
+    """The fault catalogue's experiment-file cases: one line, before anything runs, nothing written."""
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text(content)
+    with pytest.raises(BenchError) as error:
+        sweep.main([str(experiment), "--results", str(tmp_path / "results")])
+    assert expected in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "results").exists()
+
+
+def test_duplicate_seeds_an_unknown_device_and_profile_files_are_one_line(tmp_path):
+    with pytest.raises(BenchError, match="repeats a seed"):
+        sweep.main([str(ROOT / "experiments" / "smoke.yaml"), "--results", str(tmp_path), "--seeds", "0,0"])
+    with pytest.raises(BenchError, match="--device tpu: unknown device; use auto, cpu or cuda"):
+        train.main(["--method", "vae", "--profile", "smoke", "--out", str(tmp_path), "--device", "tpu"])
+    with pytest.raises(BenchError, match="profile file /no/such.yaml not found"):
+        train.main(["--method", "vae", "--profile", "/no/such.yaml", "--out", str(tmp_path)])
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(BenchError, match="is empty; a profile needs at least one of the sections"):
+        train.main(["--method", "vae", "--profile", str(empty), "--out", str(tmp_path)])

@@ -100,7 +100,16 @@ def load_experiment(path: Path) -> Experiment:
         raise BenchError(f"experiment file {path} not found; see experiments/ for examples") from None
     except yaml.YAMLError as err:
         raise BenchError(yaml_error(path, err)) from None
-    experiment = from_dict(Experiment, raw or {}, where)
+    if not isinstance(raw, dict) or not raw.get("runs") or not raw.get("datasets") or not raw.get("seeds", [0]) \
+            or "profile" not in raw:
+        missing = [key for key in ("profile", "datasets", "runs") if not isinstance(raw, dict) or not raw.get(key)]
+        if isinstance(raw, dict) and "seeds" in raw and not raw["seeds"]:
+            missing.append("seeds")
+        raise BenchError(f"{where}: {'the file is empty' if not raw else 'no ' + ', '.join(missing)}; an experiment "
+                         "names a profile, datasets and runs (see experiments/cpu.yaml)")
+    experiment = from_dict(Experiment, raw, where)
+    if len(set(experiment.seeds)) != len(experiment.seeds):
+        raise BenchError(f"{where}: seeds {list(experiment.seeds)} repeat a seed; each seed once")
     runs = []
     for index, entry in enumerate(experiment.runs):
         spec = from_dict(RunSpec, {"method": entry} if isinstance(entry, str) else entry, f"{where} runs[{index}]")
@@ -115,7 +124,7 @@ def load_experiment(path: Path) -> Experiment:
     points = experiment.points or {}
     if not isinstance(points, dict) or not all(isinstance(v, dict) for v in points.values()):
         raise BenchError(f"{where} points: expected a mapping of point names to settings, e.g. "
-                         "{{len10: {{data: {{synthetic_length: 10}}}}}}")
+                         "{len10: {data: {synthetic_length: 10}}}")
     if any("@" in str(name) for name in points):
         raise BenchError(f"{where} points: names may not contain '@' (it joins a run's label and its point)")
     for run in runs:
@@ -499,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         seeds = None if args.seeds is None else tuple(int(s) for s in args.seeds.split(","))
     except ValueError:
         raise BenchError(f"--seeds expects integers separated by commas, e.g. 0,1,2; got '{args.seeds}'") from None
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        raise BenchError(f"--seeds {args.seeds} repeats a seed; each seed once (every run would be scheduled twice)")
     if args.points is not None:
         chosen = [p.strip() for p in args.points.split(",") if p.strip()]
         if not chosen or any(p not in experiment.points for p in chosen):

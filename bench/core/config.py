@@ -166,12 +166,18 @@ def load_profile(name_or_path: str) -> tuple[str, dict[str, Any], str]:
     if not path.suffix:
         path = PROFILE_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
+        if Path(name_or_path).suffix:  # a path, not a name
+            raise BenchError(f"profile file {name_or_path} not found; give a profile's path or one of the names: "
+                             f"{', '.join(available_profiles())}")
         hint = _did_you_mean(name_or_path, available_profiles())
         raise BenchError(f"unknown profile '{name_or_path}'{hint}; available: {', '.join(available_profiles())}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise BenchError(yaml_error(path, err)) from None
+    if raw is None:  # an empty file would silently train the paper-size model
+        raise BenchError(f"{path} is empty; a profile needs at least one of the sections {', '.join(SECTIONS)} "
+                         "(see bench/profiles/cpu.yaml)")
     if not isinstance(raw, dict):
         raise BenchError(f"{path}: expected a mapping of sections {sorted(SECTIONS)} + methods")
     return path.stem, raw, str(path)

@@ -71,6 +71,8 @@ def resolve_device(name: str | None, holds_gpu: bool = False) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError("--device cuda was asked for but torch sees no GPU; use --device cpu")
+    if name.split(":")[0] not in ("cpu", "cuda"):
+        raise BenchError(f"--device {name}: unknown device; use auto, cpu or cuda (cuda:N for one GPU)")
     return torch.device(name)
 
 

@@ -233,3 +233,14 @@ def test_diagnose_never_overwrites_the_committed_figure_with_a_smaller_one(tmp_p
     (tmp_path / "lagging.json").write_text(json.dumps({"profile": "cpu", "sample": 500}))
     with pytest.raises(BenchError, match="holds the cpu profile's figure .* pass --force"):
         diagnose.main(["lagging", "--profile", "smoke", "--sample", "20", "--out", str(tmp_path)])
+
+
+def test_a_closed_pipe_never_stops_a_run(tmp_path):
+    """`python -m bench train ... 2>&1 | head -1`: the reader goes away after one line; the run
+    trains on, finishes its record, and exits 0 without a traceback."""
+    command = (f"{sys.executable} -m bench train --method vae --profile smoke --out {tmp_path} 2>&1 | head -1; "
+               "exit ${PIPESTATUS[0]}")
+    result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout
+    record = json.loads(next(tmp_path.rglob("record.json")).read_text())
+    assert record["status"] == "finished"

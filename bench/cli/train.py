@@ -7,13 +7,12 @@ drives :class:`bench.core.loop.Trainer` (epochs, schedule, model selection).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from bench.core import records
 from bench.core.config import SECTIONS, available_profiles, build_run_config, parse_overrides
 from bench.core.data import SYNTHETIC
-from bench.core.errors import BenchError, run_cli
+from bench.core.errors import BenchError, printer, run_cli
 from bench.core.lifecycle import run
 from bench.core.method import available_methods, build_method, method_class
 from bench.core.metric_specs import summary_line
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             build_method(args.method, {section: {}})  # an unknown section: its own one-line error
             raise BenchError(f"--set {section}.*: the run's method '{args.method}' has no '{section}' part, so "
                              f"the setting would be ignored; use --method {section} (or join it with '+')")
-    log = (lambda message: None) if args.quiet else (lambda message: print(message, file=sys.stderr))
+    log = (lambda message: None) if args.quiet else printer()  # a closed pipe never stops the run
     record = run(config, args.out, args.data_dir, args.device, progress=None if not args.quiet else False,
                  log=log, resume=not args.restart)
     test = record["metrics"]["test"]

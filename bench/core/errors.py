@@ -33,6 +33,27 @@ def _terminate(signum, frame) -> None:
     raise Interrupted("terminated (SIGTERM)", 128 + signum)
 
 
+def printer(stream=None) -> Callable[[str], None]:
+    """``print`` to ``stream`` (default stderr) that outlives its reader: once the pipe is closed
+    (``python -m bench train ... 2>&1 | head -3``) further lines are dropped and the work goes on,
+    instead of a BrokenPipeError stopping a run halfway."""
+    closed = []
+
+    def write(message: str) -> None:
+        if closed:
+            return
+        target = stream or sys.stderr
+        try:
+            print(message, file=target, flush=True)
+        except BrokenPipeError:
+            closed.append(True)
+            try:  # a later write to this descriptor (e.g. at exit) must not raise either
+                os.dup2(os.open(os.devnull, os.O_WRONLY), target.fileno())
+            except (OSError, ValueError):
+                pass
+    return write
+
+
 def handle_sigterm() -> None:
     """SIGTERM raises :class:`Interrupted` (handled as Ctrl-C). Called again after a library
     that installs its own handler (``ray.init`` prints a stack dump and exits) so that ours wins."""

@@ -32,6 +32,10 @@ while [ $# -gt 0 ]; do
     *) echo "error: unknown option '$1' (see ./run_all.sh --help)" >&2; exit 2 ;;
   esac
 done
+if [ -n "$data_dir" ] && [ ! -d "$data_dir" ]; then
+  echo "error: data directory '$data_dir' does not exist; pass --data-dir DIR (a folder holding ptb/, yahoo_resplit/, ...) or unset BENCH_DATA_DIR" >&2
+  exit 2
+fi
 "$root/scripts/setup_env.sh"
 py="$root/.venv/bin/python"
 if [ -z "$experiment_name" ]; then

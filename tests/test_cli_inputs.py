@@ -134,3 +134,19 @@ def test_duplicate_seeds_an_unknown_device_and_profile_files_are_one_line(tmp_pa
     empty.write_text("")
     with pytest.raises(BenchError, match="is empty; a profile needs at least one of the sections"):
         train.main(["--method", "vae", "--profile", str(empty), "--out", str(tmp_path)])
+
+
+def test_readers_say_a_folder_is_missing_or_is_a_file(tmp_path):
+    from bench.analysis import report
+    with pytest.raises(BenchError, match="results folder .*nope does not exist"):
+        compare.main(["--datasets", "synthetic", "--results", str(tmp_path / "nope")])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BenchError, match="is a file, not a folder"):
+        report.main(["--results", str(tmp_path / "file")])
+
+
+def test_run_all_refuses_a_missing_data_directory_before_anything_runs(tmp_path):
+    result = subprocess.run([str(ROOT / "run_all.sh"), "--data-dir", str(tmp_path / "nonexistent"), "--results",
+                             str(tmp_path / "results")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "data directory" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "results").exists()

@@ -110,6 +110,11 @@ def finished_records(results: Path, profile: str | None = None,
     Without ``profile``, records of several profiles are an error: reduced-scale and
     paper-scale numbers must never be mixed in one table.
     """
+    if not Path(results).exists():
+        raise BenchError(f"results folder {results} does not exist; pass the folder a sweep or ./run_all.sh wrote "
+                         "(--results DIR)")
+    if not Path(results).is_dir():
+        raise BenchError(f"{results} is a file, not a folder; pass the results folder (--results DIR)")
     found = []
     # exactly <profile>/<dataset>/<label>/<seed-id>/: an experiment's own results folder inside
     # this one (results/scale_calibration/...) is not read as part of it

@@ -198,10 +198,10 @@ def estimator_note(rows: pd.DataFrame) -> str:
     for estimator, group in latent.groupby("mi_estimator"):
         se = group["mi_se"].astype(float)
         if estimator == results_layer.AGGREGATE:
-            parts.append(f"{len(group)} runs: MI over the whole test split (aggregate posterior over every test "
+            parts.append(f"{len(group)} evaluations: MI over the whole test split (aggregate posterior over every test "
                          f"sentence), standard error {se.min():.3f}-{se.max():.3f} nats")
         else:
-            parts.append(f"{len(group)} runs made before it: He et al.'s per-batch MI (`mi_batch`, capped at log "
+            parts.append(f"{len(group)} evaluations made before it: He et al.'s per-batch MI (`mi_batch`, capped at log "
                          f"batch), noise sd at MI 0 {se.max():.2f} nats")
     flagged = latent[latent["mi_above_kl"].astype(bool)] if "mi_above_kl" in latent else latent.iloc[0:0]
     if len(flagged):

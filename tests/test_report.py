@@ -172,3 +172,14 @@ def test_a_report_is_never_replaced_by_one_from_fewer_runs_or_another_profile(tm
     assert report.read_text() == stamped
     write_report(fewer, None, out=results, force=True)
     assert '"runs": 1' in report.read_text()
+
+
+def test_the_report_shows_each_methods_reconstructions_side_by_side(tmp_path, smoke_config):
+    from bench.analysis.report import samples_section
+    results = tmp_path / "results"
+    found = [run(smoke_config(method), results, log=quiet) for method in ("vae", "lm")]
+    text = "\n".join(samples_section(found))
+    first = found[0]["samples"]["reconstructions"][0]
+    assert "## What the models write" in text and first["input"] in text and first["from_mean"] in text
+    assert "| lm (seed 0; 1 distinct)" in text  # a model without a latent writes one text for every input
+    assert samples_section([{**found[0], "samples": None}]) == []  # older records: nothing to show

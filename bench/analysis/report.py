@@ -347,6 +347,32 @@ def stated_family(summary: pd.DataFrame, experiment) -> list[str]:
     return [family.statement(), tabulate(rows, headers=["ΔMI", *datasets], tablefmt="github", disable_numparse=True)]
 
 
+SHOWN_SENTENCES = 3  # reconstructions shown per method in the report
+
+
+def samples_section(found: list[dict]) -> list[str]:
+    """Per dataset, the same test sentences' reconstructions (greedy, from the posterior mean) side by
+    side for every method, from each method's lowest seed that kept samples: collapse can be read
+    off the text (one decoding for every input). Records made before samples were kept show nothing."""
+    from tabulate import tabulate
+    from bench.core.samples import distinct_reconstructions
+    lines = []
+    kept = sorted((r for r in found if r.get("samples")), key=lambda r: (r["dataset"], r["label"], r["seed"]))
+    for dataset in sorted({r["dataset"] for r in kept}):
+        chosen = {}
+        for record in (r for r in kept if r["dataset"] == dataset):
+            chosen.setdefault(record["label"], record)
+        inputs = [item["input"] for item in next(iter(chosen.values()))["samples"]["reconstructions"][:SHOWN_SENTENCES]]
+        rows = [[f"{label} (seed {record['seed']}; {distinct_reconstructions(record['samples'])} distinct)",
+                 *[item["from_mean"] for item in record["samples"]["reconstructions"][:SHOWN_SENTENCES]]]
+                for label, record in chosen.items()]
+        lines += [f"### {dataset}", "", "Greedy decodings from the posterior mean of the first test sentences (the "
+                  "input is the header); 'distinct': how many different texts 5 inputs decode to (1: z is ignored). "
+                  "`python -m bench samples RUN_DIR` prints prior samples and an interpolation too.", "",
+                  tabulate(rows, headers=["method", *inputs], tablefmt="github", disable_numparse=True), ""]
+    return (["## What the models write", "", *lines]) if lines else []
+
+
 def write_report(results: Path, profile: str | None, out: Path | None = None, experiment=None,
                  force: bool = False) -> Path:
     """``results/REPORT.md`` (or ``out``) from the finished records; with ``experiment`` (a loaded
@@ -372,6 +398,7 @@ def write_report(results: Path, profile: str | None, out: Path | None = None, ex
     lines += ["## Answers to the research questions", "", *[f"{p}\n" for p in answers(summary, profile)]]
     measured = compare.aggregate(compare.load_records(results, sorted(summary["dataset"].unique()), profile))
     published = compare.load_published(sorted(summary["dataset"].unique()), include_unverified=False)
+    lines += samples_section(found)
     lines += ["## Tables", ""]
     lines.append(compare.render("md", sorted(summary["dataset"].unique()), measured, published, profile,
                                 compare.ALL_COLUMNS, "compact"))

@@ -118,16 +118,15 @@ def gaussian_channel(sentences: int, dims: int, total_mi: float, seed: int = 123
 @pytest.mark.parametrize("dims", [1, 32])
 @pytest.mark.parametrize("total_mi", [0.0, 0.1, 2.0])
 def test_mutual_information_recovers_the_analytic_mi_of_gaussian_posteriors(dims, total_mi):
-    """The whole-split estimate against I = (d/2) log(1 + a^2/s^2): 4,000 sentences (the size of
-    a test split), 10 samples each; within 0.03 nats and its reported error is about the spread
-    of repeated estimates."""
+    """The whole-split estimate against I = (d/2) log(1 + a^2/s^2): 2,000 sentences, 10 samples
+    each; within 0.03 nats, and its reported error is about the spread of repeated estimates."""
     torch.manual_seed(0)
-    mu, logvar = gaussian_channel(4000, dims, total_mi)
-    estimates = [mutual_information(mu, logvar) for _ in range(20)]
+    mu, logvar = gaussian_channel(2000, dims, total_mi)
+    estimates = [mutual_information(mu, logvar) for _ in range(12)]
     values = torch.tensor([e.value for e in estimates])
     assert float(values.mean()) == pytest.approx(total_mi, abs=0.03)
-    if total_mi > 0:  # the reported standard error is the draws' spread (within 40% from 20 draws)
-        assert float(values.std()) == pytest.approx(estimates[0].se, rel=0.4)
+    if total_mi > 0:  # the reported standard error is the draws' spread (within 50% from 12 draws)
+        assert float(values.std()) == pytest.approx(estimates[0].se, rel=0.5)
     assert estimates[0].se < 0.03  # the goal: at most 0.03 nats (1 sd) at latent 32
     kl = float(kl_to_prior(mu, logvar).mean())
     assert float(values.mean()) <= kl + 0.01  # I <= E_x KL(q(z|x) || p(z))

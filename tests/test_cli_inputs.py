@@ -150,3 +150,12 @@ def test_run_all_refuses_a_missing_data_directory_before_anything_runs(tmp_path)
                              str(tmp_path / "results")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "data directory" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "results").exists()
+
+
+def test_a_misspelt_dataset_gets_a_did_you_mean(tmp_path):
+    (tmp_path / "cpu" / "synthetic" / "vae" / "seed0-x").mkdir(parents=True)
+    (tmp_path / "cpu" / "synthetic" / "vae" / "seed0-x" / "record.json").write_text(
+        '{"label": "vae", "method": "vae", "dataset": "synthetic", "profile": "cpu", "seed": 0, "status": "finished",'
+        ' "metrics": {"test": {"nll": 1.0}}}')
+    with pytest.raises(BenchError, match="no finished records for synthetc \\(did you mean 'synthetic'\\?\\)"):
+        compare.main(["--datasets", "synthetc", "--results", str(tmp_path)])

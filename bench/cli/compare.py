@@ -15,6 +15,7 @@ so reduced-profile numbers are never read as paper-scale ones.
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import re
 import textwrap
@@ -27,6 +28,7 @@ from tabulate import tabulate
 
 from bench.core import files, records
 from bench.core import results as results_layer
+from bench.core.data import DATASETS, SYNTHETIC
 from bench.core.errors import BenchError, run_cli
 from bench.core.metric_specs import TEST_METRICS, TRAIN_HOURS, spec
 from bench.core.stats import Interval, mean_interval, paired_difference, welch_difference
@@ -505,7 +507,11 @@ def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, pd.DataFram
                              f"present: {', '.join(sorted(set(frame['label'])))}")
         frame = frame[frame["label"].isin(wanted)]
     if frame.empty and not args.published_only:
-        raise BenchError(f"no finished records for {', '.join(datasets)}"
+        known = sorted({path.parts[-4] for path in Path(args.results).glob(f"*/*/*/*/{records.RECORD_NAME}")}
+                       | set(DATASETS) | {SYNTHETIC})
+        guesses = [close[0] for d in datasets if d not in known and (close := difflib.get_close_matches(d, known, n=1))]
+        hint = f" (did you mean {', '.join(repr(g) for g in guesses)}?)" if guesses else ""
+        raise BenchError(f"no finished records for {', '.join(datasets)}{hint}"
                          + (f" (profile '{args.profile}')" if args.profile else "") + f" under {args.results}; "
                          + present(args.results) + "; run `python -m bench sweep experiments/cpu.yaml` (or "
                          "./run_all.sh) first, or pass --published-only to see the published numbers alone")

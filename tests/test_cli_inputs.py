@@ -159,3 +159,13 @@ def test_a_misspelt_dataset_gets_a_did_you_mean(tmp_path):
         ' "metrics": {"test": {"nll": 1.0}}}')
     with pytest.raises(BenchError, match="no finished records for synthetc \\(did you mean 'synthetic'\\?\\)"):
         compare.main(["--datasets", "synthetc", "--results", str(tmp_path)])
+
+
+def test_a_missing_or_other_profile_perf_baseline_is_refused_before_measuring(tmp_path):
+    from bench.cli import perf
+    with pytest.raises(BenchError, match="--baseline .*missing.json: file not found"):
+        perf.main(["--profile", "smoke", "--baseline", str(tmp_path / "missing.json")])
+    other = tmp_path / "other.json"
+    other.write_text('{"profile": "cpu_text", "measurements": {}}')
+    with pytest.raises(BenchError, match="measured the 'cpu_text' profile, not 'smoke'"):
+        perf.main(["--profile", "smoke", "--baseline", str(other)])

@@ -213,6 +213,22 @@ def measure(name: str, args, overrides: dict, device: torch.device) -> tuple[Tra
     return trainer, values
 
 
+def read_baseline(path: Path, profile: str | None = None) -> dict:
+    """An earlier ``--json`` file, checked before anything is measured: it exists, it is one, and
+    (with ``profile``) it measured the same profile, else its ratios would compare other models."""
+    if not path.is_file():
+        raise BenchError(f"--baseline {path}: file not found; give a file written by `python -m bench perf --json`")
+    try:
+        found = json.loads(path.read_text())
+        found["measurements"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BenchError(f"--baseline {path}: not a file written by `python -m bench perf --json`") from None
+    if profile is not None and found.get("profile") not in (None, profile):
+        raise BenchError(f"--baseline {path} measured the '{found.get('profile')}' profile, not '{profile}'; compare "
+                         "with a baseline of the same profile")
+    return found
+
+
 def table_rows(measurements: dict[str, dict], baseline: Path | None, bf16: bool,
                matmul_rate: float) -> tuple[list[str], list[list[str]]]:
     first = next(iter(measurements.values()))
@@ -228,10 +244,7 @@ def table_rows(measurements: dict[str, dict], baseline: Path | None, bf16: bool,
             row += [f"{bf16_train / v['train_tokens_per_s']:.2f}x" if bf16_train else "no bf16 on this CPU",
                     f"{v['iw_bf16_sentences_per_s'] / v['iw_sentences_per_s']:.2f}x", f"{v['iw_bf16_max_nll_change']:.4f}"]
     if baseline:
-        try:
-            old = json.loads(baseline.read_text())["measurements"]
-        except (OSError, ValueError, KeyError):
-            raise BenchError(f"--baseline {baseline}: not a file written by `bench.cli.perf --json`") from None
+        old = read_baseline(baseline)["measurements"]
         headers += ["train vs baseline", "IW vs baseline"]
         for row, (name, values) in zip(rows, measurements.items()):
             base = old.get(name)
@@ -315,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = parse_overrides(args.overrides)
     if args.json is not None:
         make_output_dir(args.json.parent)  # a bad path fails before the measurements, not after
+    if args.baseline is not None:
+        read_baseline(args.baseline, args.profile)  # likewise a missing or other-profile baseline
     if args.concurrent:
         report_packing(args, device, overrides)
         return 0

@@ -83,10 +83,8 @@ def paired(rows: pd.DataFrame, label: str, reference: str, metric: str,
     a, b = clean(a_runs), clean(b_runs)
     if not len(a) or not len(b):
         return None, "records from uncommitted code: no verdict"
-    if metric == "mi" and len(set(pd.concat([a, b])["mi_estimator"].dropna())) > 1:
-        return None, "MI estimated differently on the two sides"
-    if metric in ("nll", "ppl") and pd.concat([a, b])["iw_sentences"].nunique(dropna=False) > 1:
-        return None, "scored on different test sentences"
+    if reason := results_layer.incomparable(pd.concat([a, b]), metric):
+        return None, reason
     test = paired_difference(per_seed(a, label, metric), per_seed(b, reference, metric))
     if test.n == 0:
         return None, "no seed in common (records from committed code)"

@@ -62,9 +62,7 @@ def difference(frame: pd.DataFrame, dataset: str, label: str, reference: str, me
     a, b = runs_of(frame, dataset, label), runs_of(frame, dataset, reference)
     if not len(a) or not len(b):
         return None
-    if metric in ("nll", "ppl") and not same_test_sentences(pd.concat([a, b])):
-        return None
-    if metric == "mi" and pd.concat([a, b])["mi_estimator"].nunique() > 1:
+    if results_layer.incomparable(pd.concat([a, b]), metric):
         return None
     test = paired_difference(results_layer.per_seed(a, label, metric), results_layer.per_seed(b, reference, metric))
     return None if test.n == 0 else test.interval
@@ -94,12 +92,6 @@ def time_ratio(frame: pd.DataFrame, dataset: str, label: str, reference: str) ->
 def host_speeds(runs: pd.DataFrame) -> pd.Series:
     """The runs' host speeds (:func:`bench.core.environment.host_speed`), NaN where not recorded."""
     return (runs["host_speed"] if "host_speed" in runs else pd.Series(math.nan, index=runs.index)).astype(float)
-
-
-def same_test_sentences(runs: pd.DataFrame) -> bool:
-    """Whether every run's IW NLL is a mean over the same test sentences (the first N of the
-    test split in file order, so the same N means the same sentences)."""
-    return runs["iw_sentences"].nunique(dropna=False) == 1
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:

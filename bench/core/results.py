@@ -139,6 +139,17 @@ def per_seed(rows: pd.DataFrame, label: str, metric: str) -> dict[int, float]:
     return {int(seed): float(group[metric].astype(float).mean()) for seed, group in runs.groupby("seed")}
 
 
+def incomparable(runs: pd.DataFrame, metric: str) -> str | None:
+    """Why ``metric`` cannot be compared between these runs, or None: MI from different estimators,
+    or an NLL scored on different test sentences (the first N of the split: the same N, the same
+    sentences)."""
+    if metric == "mi" and runs["mi_estimator"].dropna().nunique() > 1:
+        return "MI estimated differently on the two sides"
+    if metric in ("nll", "ppl") and runs["iw_sentences"].nunique(dropna=False) > 1:
+        return "scored on different test sentences"
+    return None
+
+
 # -- queries on one record ---------------------------------------------------------------
 def uses_latent(record: dict[str, Any]) -> bool:
     """Whether the run's model has a latent variable (the language model has none). Every

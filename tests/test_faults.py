@@ -70,17 +70,19 @@ def test_two_sweeps_started_together_train_each_run_once(tmp_path):
     assert "not trained here" in log  # the sweeps did meet on a run (else this test proves nothing)
 
 
-def test_sigterm_stops_a_sweep_with_one_line_and_a_rerun_finishes_it(tmp_path):
-    """Ray installs its own SIGTERM handler (a stack dump); the sweep's own must win."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_sweep_with_one_line_and_a_rerun_finishes_it(tmp_path, signum):
+    """Ray installs its own SIGTERM handler (a stack dump) and its own Ctrl-C handler (which
+    ends the Tune loop and returns as if all were well): the sweep's own exit must win."""
     command = smoke_sweep(tmp_path, "[0]", "[vae]", 6000, epochs=6)
     results = tmp_path / "results"
     sweep = python(*command)
     wait_for(lambda: any(results.rglob(records.CHECKPOINT_NAME)) or sweep.poll() is not None, seconds=300)
     assert sweep.poll() is None, sweep.communicate()  # still training: its first epoch is checkpointed
-    sweep.send_signal(signal.SIGTERM)
+    sweep.send_signal(signum)
     out, err = sweep.communicate(timeout=120)
-    assert sweep.returncode == 128 + signal.SIGTERM, out + err
-    assert "interrupted: terminated (SIGTERM)" in err and "SIGTERM received" not in out + err
+    assert sweep.returncode == 128 + signum, out + err
+    assert "interrupted: " in err and "SIGTERM received" not in out + err and "Traceback" not in out + err
     again = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "1 finished" in again.stdout, again.stdout + again.stderr
 
@@ -224,6 +226,57 @@ def test_torchs_own_write_error_is_one_line_and_keeps_the_previous_checkpoint(tm
     with pytest.raises(BenchError, match=r"cannot write .*checkpoint.pt \(\[enforce fail"):
         files.save_checkpoint_atomic(path, {"epoch": 2})
     assert torch.load(path, weights_only=True) == {"epoch": 1} and len(list(tmp_path.iterdir())) == 1
+
+
+TINY_FS_SCRIPT = """
+import pathlib, sys, torch
+from bench.core import files
+from bench.core.errors import BenchError
+folder = pathlib.Path(sys.argv[1])
+files.save_checkpoint_atomic(folder / "checkpoint.pt", {"w": torch.zeros(2000)})  # about 9 KB: fits
+(folder / "filler").write_bytes(b"x" * 40_000)  # the disk is now nearly full
+try:
+    files.save_checkpoint_atomic(folder / "checkpoint.pt", {"w": torch.ones(8000)})
+except BenchError as err:
+    print("ERROR", err)
+print("PREVIOUS", float(torch.load(folder / "checkpoint.pt", weights_only=True)["w"].sum()))
+print("FILES", sorted(p.name for p in folder.iterdir()))
+"""
+
+
+def on_a_tiny_file_system(kib: int, *command: str) -> subprocess.CompletedProcess:
+    """Run ``command`` with ``{fs}`` replaced by a fresh tmpfs of ``kib`` KiB: a real full disk,
+    not a mocked error. Mounted in a private mount namespace (``unshare``), as root or as a
+    user where user namespaces are allowed; skipped where neither is."""
+    import shlex
+    import shutil
+    folder = "/tmp/bench-tiny-fs"
+    if not shutil.which("unshare"):
+        pytest.skip("no unshare here to mount a tiny file system; the mocked errors above cover it")
+    body = " ".join(shlex.quote(part.replace("{fs}", folder)) for part in command)
+    script = f"mkdir -p {folder} && mount -t tmpfs -o size={kib}k tmpfs {folder} || exit 99; {body}"
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    if done.returncode == 99 or "unshare failed" in done.stderr or "Operation not permitted" in done.stderr:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()[:80]}); the mocked errors above cover it")
+    return done
+
+
+def test_a_real_full_disk_is_one_line_and_keeps_the_previous_checkpoint():
+    done = on_a_tiny_file_system(64, sys.executable, "-c", TINY_FS_SCRIPT, "{fs}")
+    assert "Traceback" not in done.stderr, done.stderr
+    error = next(line for line in done.stdout.splitlines() if line.startswith("ERROR"))
+    assert "checkpoint.pt (No space left on device: " in error and "run the same command again" in error
+    assert "PREVIOUS 0.0" in done.stdout  # the first checkpoint, whole
+    assert "FILES ['checkpoint.pt', 'filler']" in done.stdout  # no temporary file left behind
+
+
+def test_a_run_on_a_full_disk_ends_with_one_line():
+    done = on_a_tiny_file_system(48, sys.executable, "-m", "bench", "train", "--method", "vae", "--profile",
+                                 "smoke", "--out", "{fs}/run")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot write ") and "No space left on device" in last
 
 
 def test_diagnose_never_overwrites_the_committed_figure_with_a_smaller_one(tmp_path):

@@ -41,7 +41,7 @@ import yaml
 
 from bench.core import files, records
 from bench.core.config import build_run_config, from_dict, yaml_error
-from bench.core.errors import BenchError, handle_sigterm, run_cli
+from bench.core.errors import BenchError, Interrupted, handle_sigterm, run_cli
 from bench.core.lifecycle import plan_run
 from bench.core.method import build_method
 from bench.core.metric_specs import TEST_METRICS, summary_line
@@ -286,6 +286,28 @@ def store_record(result: dict, trial: Trial, profile: str, results: Path) -> Non
     files.write_json_atomic(path, record)
 
 
+def check_reachable(address: str, seconds: float = 10.0) -> None:
+    """Fail fast: ``ray.init`` retries an address where nothing listens for minutes, without a
+    word. One TCP connection to the cluster's head (its GCS port), with a bounded wait."""
+    import socket
+    from ray._private.services import canonicalize_bootstrap_address
+    try:
+        head = canonicalize_bootstrap_address(address)
+    except (ValueError, ConnectionError) as err:
+        raise BenchError(f"--address {address}: {err}; give HOST:PORT of a Ray head, or leave out --address "
+                         "for a local Ray") from None
+    if head is None:
+        raise BenchError(f"--address {address}: no running Ray cluster found on this machine; start one with "
+                         "`ray start --head`, or leave out --address for a local Ray")
+    host, _, port = head.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except (OSError, ValueError) as err:
+        cause = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        raise BenchError(f"cannot reach a Ray cluster at {address if address != 'auto' else head} ({cause}, waited up to {seconds:g} s); start its head "
+                         f"there with `ray start --head --port {port}`, or leave out --address for a local Ray") from None
+
+
 def check_gpus(resources: Resources, attached: bool) -> None:
     """Fail fast: Ray waits forever for a GPU that the cluster does not have."""
     if resources.gpu <= 0:
@@ -434,6 +456,8 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
         import ray
 
         attached = bool(address or os.environ.get("RAY_ADDRESS"))
+        if attached:
+            check_reachable(address or os.environ["RAY_ADDRESS"])
         # not attached: a Ray of its own ("local"), even where `ray start` runs a cluster on this machine
         ray.init(address=address if attached else "local", include_dashboard=False, log_to_driver=verbose,
                  logging_level=logging.INFO if verbose else logging.ERROR,
@@ -455,7 +479,9 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
     by_others = sum(why == "elsewhere" for why in outcomes.values())
     summary = {"runs": len(trials), "skipped": skipped, "finished": finished, "failed": len(pending) - finished,
                "failures": failed, "finished_elsewhere": by_others, "wall_clock_s": time.perf_counter() - started}
-    not_run = summary["failed"] - len(failed)  # stopped (Ctrl-C) before they ran or finished
+    # Ray Tune's own Ctrl-C handler ends its loop early and returns: the only way a trial is
+    # neither finished nor failed (nor left to another process, which is waited for)
+    not_run = summary["stopped"] = summary["failed"] - len(failed)
     log(f"summary: {finished} finished ({by_others} of them by another process), {len(failed)} failed, "
         + (f"{not_run} not finished (stopped; run the same command again to continue), " if not_run else "")
         + f"{skipped} skipped (already finished); "
@@ -527,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = sweep(experiment, args.results, data_dir and str(Path(data_dir).resolve()), args.address,
                     args.storage, args.device, datasets, seeds, args.verbose,
                     log=lambda message: print(message, flush=True), cpus=args.cpus, plan=args.plan)
+    if summary.get("stopped") and not summary["failures"]:
+        raise Interrupted(f"{summary['stopped']} runs not finished; results already written are kept; "
+                          "run the same command again to continue")
     return 1 if summary["failed"] else 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -44,19 +45,34 @@ def save_checkpoint_atomic(path: Path, state: dict[str, Any]) -> None:
 
 
 def _replace_atomically(path: Path, write: Callable[[str], None]) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    tmp = None
     try:
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
         write(tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # RuntimeError: torch's zip writer on a full disk
-        Path(tmp).unlink(missing_ok=True)
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0][:200]
-        raise BenchError(f"cannot write {path} ({reason}); free disk space or fix the folder's "
-                         "permissions, then run the same command again (files already written are kept)") from None
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise BenchError(f"cannot write {path} ({write_failure(err, path.parent)}); free disk space or fix the "
+                         "folder's permissions, then run the same command again (files already written are kept)") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_failure(err: Exception, folder: Path) -> str:
+    """Why a write failed, in words: the OS's reason, or for torch's writer (whose RuntimeError
+    reads "unexpected pos 44224 vs 44112" on a full disk) the free space that explains it."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return reason
+    return f"No space left on device: {free:,} bytes free; {reason}" if free < 1 << 20 else reason
 
 
 GENERATED = re.compile(r"<!-- generated: (\{.*\}) -->")

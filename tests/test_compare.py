@@ -242,6 +242,19 @@ def test_csv_has_measured_and_published_rows(results, tmp_path):
     assert {"nll_low", "nll_high", "mi_low", "mi_high", "d_nll_low", "d_nll_high", "d_mi_low", "d_mi_high"} <= set(header)
 
 
+def test_tables_are_never_replaced_by_ones_from_fewer_runs(results, tmp_path):
+    out = tmp_path / "tables"
+    compare.main(["--datasets", "yahoo", "--results", str(results), "--format", "md,csv", "--out", str(out)])
+    before = {path.name: path.read_text() for path in out.iterdir()}
+    runs = json.loads((out / "comparison.json").read_text())["runs"]
+    assert runs == 5  # the fixture's finished runs
+    with pytest.raises(BenchError, match=rf"comparison.json would be replaced by less \(runs {runs} -> 0\).*--force"):
+        compare.main(["--datasets", "yahoo", "--published-only", "--format", "md,csv", "--out", str(out)])
+    assert {path.name: path.read_text() for path in out.iterdir()} == before  # every file as it was
+    compare.main(["--datasets", "yahoo", "--published-only", "--format", "md", "--out", str(out), "--force"])
+    assert json.loads((out / "comparison.json").read_text())["runs"] == 0
+
+
 def test_bad_input_is_one_clear_line(results, tmp_path):
     with pytest.raises(BenchError, match="no finished records for yelp.*--published-only"):
         compare.main(["--datasets", "yelp", "--results", str(results)])

@@ -464,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="write comparison.{txt,md,csv,tex} here (csv: also runs.csv, one row per run and "
                              "metric); the terminal then shows only the table format")
+    parser.add_argument("--force", action="store_true",
+                        help="with --out: replace tables built from more finished runs or another profile")
     parser.add_argument("--published-only", action="store_true", help="show published rows even with no records")
     parser.add_argument("--include-unverified", action="store_true",
                         help="also show published numbers marked unverified (flagged as such)")
@@ -529,14 +531,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.out or style == "table":  # with --out, files hold the rest
             print(text)
     if args.out:
-        files.make_output_dir(args.out)
+        # what the tables were built from: committed tables are never replaced by ones from fewer runs
+        facts = {"runs": len(rows.drop_duplicates(["label", "dataset", "seed"])), "profile": profile,
+                 "datasets": datasets}
+        files.refuse_to_replace_with_less(args.out / "comparison.json", facts, args.force)
         suffix = {"table": "txt", "md": "md", "csv": "csv", "latex": "tex"}
         for style, text in outputs.items():
-            (args.out / f"comparison.{suffix[style]}").write_text(text)
+            files.write_text_atomic(args.out / f"comparison.{suffix[style]}", text)
         if "csv" in outputs:  # beside the aggregate, one row per run and metric
-            results_layer.tidy(rows).to_csv(args.out / "runs.csv", index=False)
+            files.write_text_atomic(args.out / "runs.csv", results_layer.tidy(rows).to_csv(index=False))
         if "latex" in outputs:  # every \cite key of the table, for \bibliography{comparison}
-            (args.out / "comparison.bib").write_text(bibliography(published))
+            files.write_text_atomic(args.out / "comparison.bib", bibliography(published))
+        files.write_json_atomic(args.out / "comparison.json", facts)
         print(f"tables written to {args.out}/")
     return 0
 

@@ -38,6 +38,12 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     _replace_atomically(path, write)
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """A text file with the guarantees of :func:`write_json_atomic`."""
+    make_output_dir(path.parent)
+    _replace_atomically(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def save_checkpoint_atomic(path: Path, state: dict[str, Any]) -> None:
     """``torch.save`` with the guarantees of :func:`write_json_atomic`."""
     import torch  # here, not at the top: reading results needs no torch
@@ -114,10 +120,4 @@ def write_generated(path: Path, text: str, facts: dict[str, Any], force: bool = 
     """Write a generated Markdown file atomically, stamped with what it was built from, unless it
     would replace one built from more (:func:`refuse_to_replace_with_less`)."""
     refuse_to_replace_with_less(path, facts, force)
-    stamped = text.rstrip("\n") + f"\n\n<!-- generated: {json.dumps(facts, sort_keys=True)} -->\n"
-
-    def write(tmp: str) -> None:
-        Path(tmp).write_text(stamped)
-
-    make_output_dir(path.parent)
-    _replace_atomically(path, write)
+    write_text_atomic(path, text.rstrip("\n") + f"\n\n<!-- generated: {json.dumps(facts, sort_keys=True)} -->\n")

@@ -7,11 +7,10 @@ gives a command's own help. ``python -m bench.COMMAND ...`` (the specification's
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import sys
 
-from bench.core.errors import run_cli
+from bench.core.errors import did_you_mean, run_cli
 
 # command -> (module, what it does); the order is the order of a typical session
 COMMANDS = {
@@ -40,9 +39,8 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     if argv[0] not in COMMANDS:
-        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        print(f"error: unknown command '{argv[0]}'.{hint} Commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        print(f"error: unknown command '{argv[0]}'{did_you_mean(argv[0], COMMANDS)}; commands: {', '.join(COMMANDS)}",
+              file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
     return module.main(argv[1:])

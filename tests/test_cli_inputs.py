@@ -99,7 +99,7 @@ def test_the_front_door_lists_runs_and_refuses_commands():
     listing = bench()
     assert listing.returncode == 0 and all(name in listing.stdout for name in ("train", "sweep", "compare", "scale"))
     typo = bench("trian")
-    assert typo.returncode == 2 and typo.stderr.strip().count("\n") == 0 and "Did you mean 'train'?" in typo.stderr
+    assert typo.returncode == 2 and typo.stderr.strip().count("\n") == 0 and "(did you mean 'train'?)" in typo.stderr
     helped = bench("compare", "--help")
     assert helped.returncode == 0 and "usage: python -m bench compare" in helped.stdout
 

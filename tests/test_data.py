@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from bench.core.config import DataConfig
-from bench.core.data import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BatchedSplit, Vocabulary, load_corpus, pad_batch)
+from bench.core.data import (BOS_ID, EOS_ID, PAD_ID, UNK_ID, BatchedSplit, Vocabulary, load_corpus, pad_batch,
+                             require_one_batch)
 from bench.core.errors import BenchError
 
 
@@ -44,6 +45,7 @@ def test_tab_labels_for_yelp(tmp_path):
     ("no_split", "split 'train.txt' is missing"),
     ("empty", "is empty"),
     ("binary", "not UTF-8"),
+    ("one_sentence", "the training split has 1 sentences, fewer than one batch (32); use a larger dataset"),
 ])
 def test_bad_data_gives_one_line_naming_the_file(tmp_path, monkeypatch, case, expected):
     monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
@@ -56,11 +58,14 @@ def test_bad_data_gives_one_line_naming_the_file(tmp_path, monkeypatch, case, ex
             (folder / "train.txt").write_text("\n\n")
         if case == "binary":
             (folder / "train.txt").write_bytes(b"ok line\n\xff\xfe bad\n")
+        if case == "one_sentence":
+            (folder / "train.txt").write_text("a b\n")
     with pytest.raises(BenchError) as err:
-        load_corpus("yahoo", DataConfig(), None if case == "no_dir" else tmp_path)
+        corpus = load_corpus("yahoo", DataConfig(), None if case == "no_dir" else tmp_path)
+        require_one_batch(corpus, DataConfig().batch_size)
     message = str(err.value)
     assert expected in message and "\n" not in message
-    if case in ("no_split", "empty", "binary"):
+    if case in ("no_split", "empty", "binary", "one_sentence"):
         assert str(folder) in message
     if case == "binary":
         assert "train.txt:2" in message

@@ -119,7 +119,7 @@ def cli(*args, env=None):
 def test_cli_errors_are_one_line(tmp_path):
     result = cli("--method", "vea", "--profile", "smoke", "--out", str(tmp_path))
     assert result.returncode == 2
-    assert result.stderr.strip() == ("error: unknown method 'vea'. Did you mean 'vae'? Available: aggressive, "
+    assert result.stderr.strip() == ("error: unknown method 'vea' (did you mean 'vae'?); available: aggressive, "
                                      "beta_vae, bn_vae, cyclical, free_bits, kl_anneal, lm, pooling, pretrain_fb, sa_vae, skip_vae, vae, "
                                      "word_dropout "
                                      "(combine with '+', e.g. pooling+kl_anneal)")

@@ -19,7 +19,7 @@ import pandas as pd
 
 from bench.core import files, records
 from bench.core import results as results_layer
-from bench.core.errors import BenchError, run_cli
+from bench.core.errors import BenchError, did_you_mean, run_cli
 from bench.core.plots import pyplot, save
 from bench.cli import compare
 from bench.analysis import verdicts
@@ -38,8 +38,10 @@ def load_runs(results: Path, profile: str | None) -> tuple[pd.DataFrame, list[di
     summary = results_layer.without_points(summary)  # the scale study's points: bench.analysis.scale
     found = [r for r in found if results_layer.POINT_SEPARATOR not in r.get("label", "")]
     if not found:
+        stray = profile and profile not in results_layer.present_profiles(results)
         raise BenchError(f"no finished records under {results}" + (f" for profile '{profile}'" if profile else "")
-                         + "; run ./run_all.sh or python -m bench sweep first")
+                         + (did_you_mean(profile, results_layer.present_profiles(results)) if stray else "")
+                         + f" ({results_layer.present(results)}); run ./run_all.sh or python -m bench sweep first")
     return summary, found
 
 

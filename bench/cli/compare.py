@@ -15,7 +15,6 @@ so reduced-profile numbers are never read as paper-scale ones.
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
 import re
 import textwrap
@@ -29,7 +28,7 @@ from tabulate import tabulate
 from bench.core import files, records
 from bench.core import results as results_layer
 from bench.core.data import DATASETS, SYNTHETIC
-from bench.core.errors import BenchError, run_cli
+from bench.core.errors import BenchError, did_you_mean, run_cli
 from bench.core.metric_specs import TEST_METRICS, TRAIN_HOURS, spec
 from bench.core.stats import Interval, mean_interval, paired_difference, welch_difference
 
@@ -472,13 +471,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def present(results: Path) -> str:
-    """What finished records ``results`` holds, as 'present: profile/dataset, ...' (for errors)."""
-    pairs = sorted({f"profile {path.parts[-5]} / {path.parts[-4]}"  # <profile>/<dataset>/<label>/<run>/
-                    for path in Path(results).glob(f"*/*/*/*/{records.RECORD_NAME}")})
-    return f"present: {', '.join(pairs)}" if pairs else "it holds no finished records"
-
-
 def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
     """The chosen finished records as rows and aggregated, and their profile; a one-line error when
     there are none."""
@@ -489,7 +481,8 @@ def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, pd.DataFram
     if args.point:
         points = results_layer.points_of(frame)
         if args.point not in points:
-            raise BenchError(f"--point {args.point}: no finished records of that scale-study point on "
+            raise BenchError(f"--point {args.point}{did_you_mean(args.point, points)}: no finished records of that "
+                             "scale-study point on "
                              f"{', '.join(datasets)} under {args.results}; points present: {', '.join(points) or 'none'}")
         frame = results_layer.at_point(frame, args.point)
     elif not args.methods:  # scale-study points (label@point) only when named
@@ -503,11 +496,10 @@ def measured_frame(args, datasets: list[str]) -> tuple[pd.DataFrame, pd.DataFram
     if frame.empty and not args.published_only:
         known = sorted({path.parts[-4] for path in Path(args.results).glob(f"*/*/*/*/{records.RECORD_NAME}")}
                        | set(DATASETS) | {SYNTHETIC})
-        guesses = [close[0] for d in datasets if d not in known and (close := difflib.get_close_matches(d, known, n=1))]
-        hint = f" (did you mean {', '.join(repr(g) for g in guesses)}?)" if guesses else ""
+        hint = "".join(did_you_mean(d, known) for d in datasets if d not in known)
         raise BenchError(f"no finished records for {', '.join(datasets)}{hint}"
                          + (f" (profile '{args.profile}')" if args.profile else "") + f" under {args.results}; "
-                         + present(args.results) + "; run `python -m bench sweep experiments/cpu.yaml` (or "
+                         + results_layer.present(args.results) + "; run `python -m bench sweep experiments/cpu.yaml` (or "
                          "./run_all.sh) first, or pass --published-only to see the published numbers alone")
     profile = args.profile or (frame["profile"].iloc[0] if len(frame) else None)
     if frame.empty:

@@ -41,7 +41,7 @@ import yaml
 
 from bench.core import files, records
 from bench.core.config import build_run_config, from_dict, yaml_error
-from bench.core.errors import BenchError, Interrupted, handle_sigterm, run_cli
+from bench.core.errors import BenchError, Interrupted, did_you_mean, handle_sigterm, run_cli
 from bench.core.lifecycle import plan_run
 from bench.core.method import build_method
 from bench.core.metric_specs import TEST_METRICS, summary_line
@@ -130,8 +130,8 @@ def load_experiment(path: Path) -> Experiment:
     for run in runs:
         unknown = sorted(set(run.points or ()) - {str(name) for name in points})
         if unknown:
-            raise BenchError(f"{where} run {run.label}: points {unknown} are not among the experiment's points "
-                             f"{sorted(map(str, points))}; name points from `points`")
+            raise BenchError(f"{where} run {run.label}: points {unknown}{did_you_mean(unknown[0], points)} are not "
+                             f"among the experiment's points {sorted(map(str, points))}; name points from `points`")
     confirmatory = tuple(experiment.confirmatory_seeds or ())
     if unknown := sorted(set(confirmatory) - set(experiment.seeds)):
         raise BenchError(f"{where} confirmatory_seeds {unknown} are not among the experiment's seeds "
@@ -539,17 +539,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.points is not None:
         chosen = [p.strip() for p in args.points.split(",") if p.strip()]
         if not chosen or any(p not in experiment.points for p in chosen):
-            raise BenchError(f"--points {args.points!r}: {'not among' if chosen else 'names none of'} the experiment's "
+            stray = next((p for p in chosen if p not in experiment.points), "")
+            raise BenchError(f"--points {args.points!r}{did_you_mean(stray, experiment.points)}: "
+                             f"{'not among' if chosen else 'names none of'} the experiment's "
                              f"points ({', '.join(experiment.points) or 'it has none'})")
         experiment = dataclasses.replace(experiment, points={p: experiment.points[p] for p in experiment.points
                                                              if p in chosen})
     data_dir = args.data_dir or os.environ.get("BENCH_DATA_DIR")
     for trial in expand(experiment, datasets, seeds):  # validate every config before starting Ray
         check_trial(trial, experiment.profile, str(args.experiment))
-    from bench.core.data import load_corpus  # a missing dataset is reported now, not by every trial
+    from bench.core.data import load_corpus, require_one_batch  # a missing dataset is reported now, not by every trial
     for dataset in datasets or experiment.datasets:
         if dataset != "synthetic":
-            load_corpus(dataset, trial_config(expand(experiment)[0], experiment.profile).data, data_dir)
+            data = trial_config(expand(experiment)[0], experiment.profile).data
+            require_one_batch(load_corpus(dataset, data, data_dir), data.batch_size)
     summary = sweep(experiment, args.results, data_dir and str(Path(data_dir).resolve()), args.address,
                     args.storage, args.device, datasets, seeds, args.verbose,
                     log=lambda message: print(message, flush=True), cpus=args.cpus, plan=args.plan)

@@ -11,7 +11,6 @@ typo is an error naming the key and the file instead of a silently ignored setti
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, did_you_mean
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "profiles"
 
@@ -169,7 +168,7 @@ def load_profile(name_or_path: str) -> tuple[str, dict[str, Any], str]:
         if Path(name_or_path).suffix:  # a path, not a name
             raise BenchError(f"profile file {name_or_path} not found; give a profile's path or one of the names: "
                              f"{', '.join(available_profiles())}")
-        hint = _did_you_mean(name_or_path, available_profiles())
+        hint = did_you_mean(name_or_path, available_profiles())
         raise BenchError(f"unknown profile '{name_or_path}'{hint}; available: {', '.join(available_profiles())}")
     try:
         raw = yaml.safe_load(path.read_text())
@@ -261,7 +260,7 @@ def from_dict(cls: type, raw: Mapping[str, Any], where: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        hint = _did_you_mean(unknown[0], list(fields))
+        hint = did_you_mean(unknown[0], list(fields))
         raise BenchError(f"{where}: unknown key '{unknown[0]}'{hint}; valid keys: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     values = {name: _coerce(value, hints[name], f"{where} {name}") for name, value in raw.items()}
@@ -322,11 +321,6 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise BenchError(f"{where}: expected a mapping of settings, got {value!r}")
     return dict(value)
-
-
-def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _positive(obj: Any, *names: str) -> None:

@@ -201,6 +201,16 @@ def load_corpus(dataset: str, config: DataConfig, data_dir: str | os.PathLike | 
     return Corpus(dataset, vocab, splits, source, truncated, full)
 
 
+def require_one_batch(corpus: Corpus, batch_size: int) -> None:
+    """Refuse to train on fewer training sentences than one batch: each epoch would be one
+    partial batch, which no setting of a benchmark means."""
+    have = len(corpus.splits["train"])
+    if have < batch_size:
+        raise BenchError(f"{corpus.source}: the training split has {have} sentences, fewer than one batch "
+                         f"({batch_size}); use a larger dataset, or --set data.batch_size={max(1, have)} to train "
+                         "on it anyway")
+
+
 def pad_batch(sentences: Sequence[Sequence[int]]) -> torch.Tensor:
     """[B, T+2] LongTensor: start, words, end, then padding."""
     width = max(len(s) for s in sentences) + 2

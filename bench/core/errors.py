@@ -16,6 +16,13 @@ class BenchError(Exception):
     """
 
 
+def did_you_mean(word: str, options) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``options`` to a misspelt ``word``, else ''."""
+    import difflib
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM, with a one-line message saying what was kept; ``exit_code`` is
     128 + the signal number, as a shell reports a process ended by that signal."""

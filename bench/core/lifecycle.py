@@ -23,7 +23,7 @@ from typing import Any, Callable
 from bench.core import environment as run_environment
 from bench.core import files, records, runlock
 from bench.core.config import RunConfig
-from bench.core.data import SYNTHETIC, Corpus, load_corpus
+from bench.core.data import SYNTHETIC, Corpus, load_corpus, require_one_batch
 from bench.core.errors import BenchError, Interrupted
 from bench.core.loop import Trainer, cpu_share, resolve_device
 from bench.core.method import Method, build_method, method_settings
@@ -53,6 +53,7 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
         return finished
     torch_device = resolve_device(device)
     corpus = load_corpus(config.dataset, config.data, data_dir)  # a missing dataset fails before any folder exists
+    require_one_batch(corpus, config.data.batch_size)
     files.make_output_dir(folder)
     with runlock.hold(folder, log) as touch:
         return _finished_record(folder, resume, log) or _train(plan, corpus, torch_device, progress, log, resume,

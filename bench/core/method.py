@@ -24,13 +24,12 @@ that define the same hook are not orthogonal and cannot be combined.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 from torch import nn
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, did_you_mean
 
 if TYPE_CHECKING:  # for type hints only: bench.core.step imports this module, never the reverse at run time
     from bench.core.step import StepContext, StepStatistics
@@ -150,9 +149,7 @@ def _load_builtin_methods() -> None:
 def method_class(name: str) -> type[Method]:
     _load_builtin_methods()
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise BenchError(f"unknown method '{name}'.{hint} Available: {', '.join(sorted(_REGISTRY))} "
+        raise BenchError(f"unknown method '{name}'{did_you_mean(name, _REGISTRY)}; available: {', '.join(sorted(_REGISTRY))} "
                          f"(combine with '{COMBINE_SEPARATOR}', e.g. pooling+kl_anneal)")
     return _REGISTRY[name]
 
@@ -172,9 +169,7 @@ def build_method(spec: str, settings: Mapping[str, Mapping[str, Any]] | None = N
     for name in settings:  # a typo in a settings section is an error, not ignored
         if name not in _REGISTRY:
             from bench.core.config import SECTIONS
-            close = difflib.get_close_matches(name, [*SECTIONS, *_REGISTRY], n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise BenchError(f"unknown settings section '{name}'{hint}: a section is one of {', '.join(SECTIONS)} "
+            raise BenchError(f"unknown settings section '{name}'{did_you_mean(name, [*SECTIONS, *_REGISTRY])}: a section is one of {', '.join(SECTIONS)} "
                              "or a method name (python -m bench train --list-methods)")
     names = [part.strip() for part in spec.split(COMBINE_SEPARATOR)]
     if len(set(names)) != len(names) or not all(names):

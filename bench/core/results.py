@@ -246,3 +246,15 @@ def timed_alone(condition: str | None) -> bool:
     """Whether a timing condition is recorded and one under which times can be compared (the run
     did not share its cores with other work)."""
     return condition is not None and not condition.endswith(SHARED_CORES)
+
+
+def present(results: Path) -> str:
+    """What finished records ``results`` holds, as 'present: profile P / dataset, ...' (for errors)."""
+    pairs = sorted({f"profile {path.parts[-5]} / {path.parts[-4]}"  # <profile>/<dataset>/<label>/<run>/
+                    for path in Path(results).glob(f"*/*/*/*/{records.RECORD_NAME}")})
+    return f"present: {', '.join(pairs)}" if pairs else "it holds no finished records"
+
+
+def present_profiles(results: Path) -> list[str]:
+    """The profiles that ``results`` holds records of."""
+    return sorted({path.parts[-5] for path in Path(results).glob(f"*/*/*/*/{records.RECORD_NAME}")})

@@ -87,6 +87,25 @@ def test_a_signal_stops_a_sweep_with_one_line_and_a_rerun_finishes_it(tmp_path, 
     assert again.returncode == 0 and "1 finished" in again.stdout, again.stdout + again.stderr
 
 
+def test_a_trial_process_that_dies_leaves_a_failed_record_naming_the_cause(tmp_path):
+    """The OOM killer or a segfault ends a trial without an exception: the driver writes the
+    failed record (with the run's memory estimate), and a rerun resumes the run."""
+    command = smoke_sweep(tmp_path, "[0]", "[vae]", 6000, epochs=6)
+    results = tmp_path / "results"
+    sweep = python(*command)
+    wait_for(lambda: any(results.rglob(records.CHECKPOINT_NAME)) or sweep.poll() is not None, seconds=300)
+    folder = next(results.rglob(records.CHECKPOINT_NAME)).parent
+    os.kill(runlock.read_owner(folder)["pid"], signal.SIGKILL)  # the trial's process, as the OOM killer would
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 1 and "Traceback" not in out + err, out + err
+    assert "FAILED vae/synthetic/seed0: the trial process died" in out
+    record = json.loads((folder / records.RECORD_NAME).read_text())
+    assert record["status"] == "failed" and "the trial process died" in record["error"]
+    assert "GiB at peak" in record["error"] and record["run_id"] in folder.name
+    again = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "1 finished" in again.stdout, again.stdout + again.stderr
+
+
 def test_a_live_lock_is_respected_and_a_dead_holders_lock_is_taken_over(tmp_path, smoke_config):
     folder = tmp_path / "run"
     folder.mkdir()

@@ -177,6 +177,29 @@ def check_trial(trial: Trial, profile: str, source: str) -> None:
     build_method(trial.method, trial_config(trial, profile, source).methods, f"{source}, run {trial.name}, settings")
 
 
+def check_data_and_memory(trials: list[Trial], experiment: Experiment, data_dir: str | None, source: str) -> None:
+    """Before Ray starts: every dataset is there with at least one batch of training sentences,
+    and on a CPU every run's memory estimate fits this machine (a run that cannot fit would be
+    refused by every trial, or killed without a word). Memory does not depend on the seed."""
+    import torch
+
+    from bench.core import memory
+    from bench.core.data import load_corpus, require_one_batch
+    CPU = torch.device("cpu")
+    corpora: dict[tuple, Any] = {}
+    for trial in {(t.label, t.dataset): t for t in trials}.values():
+        config = trial_config(trial, experiment.profile, source)
+        key = (trial.dataset, config.data)
+        if key not in corpora:
+            corpora[key] = load_corpus(trial.dataset, config.data, data_dir)
+            require_one_batch(corpora[key], config.data.batch_size)
+        if not experiment.resources.gpu:
+            try:
+                memory.check_fits(config, build_method(config.method, config.methods), corpora[key], CPU)
+            except BenchError as err:
+                raise BenchError(f"{source}, run {trial.name}: {err}") from None
+
+
 _RECORD_PATHS: dict[tuple, Path] = {}  # (trial, profile, results) -> record path: derived once
 
 
@@ -286,6 +309,32 @@ def store_record(result: dict, trial: Trial, profile: str, results: Path) -> Non
     files.write_json_atomic(path, record)
 
 
+def died(trial: Trial, profile: str, results: Path, data_dir: str | None, ray_error: str) -> str:
+    """A trial whose process died (killed for memory, by a signal, a segfault) wrote no record of
+    its own: write a failed one naming the likely causes and the run's memory estimate (unless
+    the run finished after all); returns the reason. Ray cannot tell the causes apart (its
+    message lists all three for every death), so neither does this one."""
+    reason = "the trial process died (killed for lack of memory or by a signal, or crashed)"
+    try:
+        from bench.core import memory
+        from bench.core.data import load_corpus
+        config = trial_config(trial, profile)
+        needed = memory.estimate(config, build_method(config.method, config.methods),
+                                 load_corpus(config.dataset, config.data, data_dir))
+        reason += (f"; the run needs {needed.describe()}: if memory ran out, train fewer trials at once (--cpus) "
+                   "or use a smaller batch, latent or width")
+    except Exception:  # the estimate is a hint: the record of the death is written regardless
+        pass
+    path = record_path(trial, profile, results)
+    if not is_finished(path):
+        from bench.core.lifecycle import now
+        files.write_json_atomic(path, {
+            "run_id": path.parent.name.rpartition("-")[2], "label": trial.label, "method": trial.method,
+            "dataset": trial.dataset, "profile": profile, "seed": trial.seed, "status": "failed", "error": reason,
+            "ray_error": ray_error.strip().splitlines()[-1][:500] if ray_error.strip() else "", "finished_at": now()})
+    return reason
+
+
 def check_reachable(address: str, seconds: float = 10.0) -> None:
     """Fail fast: ``ray.init`` retries an address where nothing listens for minutes, without a
     word. One TCP connection to the cluster's head (its GCS port), with a bounded wait."""
@@ -323,8 +372,8 @@ def check_gpus(resources: Resources, attached: bool) -> None:
 class ProgressPrinter:
     """A line per trial event on the driver, instead of Ray's status tables."""
 
-    def __init__(self, log, profile: str, results: Path):
-        self.log, self.outcomes, self.profile, self.results = log, {}, profile, results
+    def __init__(self, log, profile: str, results: Path, data_dir: str | None):
+        self.log, self.outcomes, self.profile, self.results, self.data_dir = log, {}, profile, results, data_dir
 
     def callback(self):
         from ray.tune import Callback
@@ -351,9 +400,10 @@ class ProgressPrinter:
                     printer.log(f"  {name}: being trained by {result['holder']}; not trained here")
 
             def on_trial_error(self, iteration, trials, trial, **info):
-                name = Trial(**trial.config["trial"]).name
-                printer.outcomes[name] = "failed: the trial process crashed (see Ray logs with --verbose)"
-                printer.log(f"FAILED {name}: the trial process crashed")
+                spec = Trial(**trial.config["trial"])
+                why = died(spec, printer.profile, printer.results, printer.data_dir, str(trial.get_error() or ""))
+                printer.outcomes[spec.name] = f"failed: {why}"
+                printer.log(f"FAILED {spec.name}: {why}")
 
         return _Callback()
 
@@ -380,7 +430,7 @@ def fit(trials: list[Trial], experiment: Experiment, results: Path, storage, dat
     import ray
     from ray import tune
 
-    printer = ProgressPrinter(log, experiment.profile, results)
+    printer = ProgressPrinter(log, experiment.profile, results, data_dir)
     trial_results, tune_storage = storage_layout(results, storage)
     # trials trained at once while enough are pending (a record's timing condition)
     cluster, wanted = ray.cluster_resources(), experiment.resources
@@ -462,6 +512,8 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
         ray.init(address=address if attached else "local", include_dashboard=False, log_to_driver=verbose,
                  logging_level=logging.INFO if verbose else logging.ERROR,
                  **({} if attached else {"num_cpus": cpus or os.cpu_count()}))
+        if not verbose:  # a trial that dies is one FAILED line (sweep.died), not Ray Tune's traceback
+            logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
         if threading.current_thread() is threading.main_thread():
             handle_sigterm()  # Ray's own handler dumps a stack; ours ends with one line, Ray shut down
         try:
@@ -548,11 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir or os.environ.get("BENCH_DATA_DIR")
     for trial in expand(experiment, datasets, seeds):  # validate every config before starting Ray
         check_trial(trial, experiment.profile, str(args.experiment))
-    from bench.core.data import load_corpus, require_one_batch  # a missing dataset is reported now, not by every trial
-    for dataset in datasets or experiment.datasets:
-        if dataset != "synthetic":
-            data = trial_config(expand(experiment)[0], experiment.profile).data
-            require_one_batch(load_corpus(dataset, data, data_dir), data.batch_size)
+    check_data_and_memory(expand(experiment, datasets, seeds), experiment, data_dir, str(args.experiment))
     summary = sweep(experiment, args.results, data_dir and str(Path(data_dir).resolve()), args.address,
                     args.storage, args.device, datasets, seeds, args.verbose,
                     log=lambda message: print(message, flush=True), cpus=args.cpus, plan=args.plan)

@@ -10,6 +10,7 @@ reason first. docs/faults.md lists the guarantees and their tests.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import platform
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.core import environment as run_environment
-from bench.core import files, records, runlock
+from bench.core import files, memory, records, runlock
 from bench.core.config import RunConfig
 from bench.core.data import SYNTHETIC, Corpus, load_corpus, require_one_batch
 from bench.core.errors import BenchError, Interrupted
@@ -54,10 +55,13 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
     torch_device = resolve_device(device)
     corpus = load_corpus(config.dataset, config.data, data_dir)  # a missing dataset fails before any folder exists
     require_one_batch(corpus, config.data.batch_size)
+    needed, memory_line = memory.check_fits(config, plan.method, corpus, torch_device)  # before any allocation
+    plan = dataclasses.replace(plan, extra={**(plan.extra or {}),
+                                            "memory_estimate_gib": round(needed.peak_bytes / memory.GIB, 2)})
     files.make_output_dir(folder)
     with runlock.hold(folder, log) as touch:
         return _finished_record(folder, resume, log) or _train(plan, corpus, torch_device, progress, log, resume,
-                                                               on_epoch, touch)  # (finished by a holder before us?)
+                                                               on_epoch, touch, memory_line)  # (finished by a holder before us?)
 
 
 def _finished_record(folder: Path, resume: bool, log: Callable[[str], None]) -> dict[str, Any] | None:
@@ -94,7 +98,8 @@ def plan_run(config: RunConfig, results: Path, label: str | None = None,
                    label, extra)
 
 
-def _train(plan: RunPlan, corpus: Corpus, torch_device, progress, log, resume, on_epoch, touch) -> dict[str, Any]:
+def _train(plan: RunPlan, corpus: Corpus, torch_device, progress, log, resume, on_epoch, touch,
+           memory_line: str) -> dict[str, Any]:
     """The body of :func:`run`, under the run's lock."""
     config, method, identifier, folder = plan.config, plan.method, plan.identifier, plan.folder
     record_path = folder / records.RECORD_NAME
@@ -112,6 +117,7 @@ def _train(plan: RunPlan, corpus: Corpus, torch_device, progress, log, resume, o
         log(f"resuming from epoch {trainer.epoch} ({checkpoint})")
     sessions.append({"host": platform.node(), "pid": os.getpid(), "started_at": now(), "from_epoch": trainer.epoch})
     record = new_record(config, trainer, corpus, identifier, plan.label, plan.settings, plan.extra)
+    log(f"  {memory_line}")
     record["sessions"] = sessions
 
     def end_of_epoch(t: Trainer) -> None:

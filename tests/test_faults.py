@@ -263,7 +263,7 @@ print("FILES", sorted(p.name for p in folder.iterdir()))
 """
 
 
-def on_a_tiny_file_system(kib: int, *command: str) -> subprocess.CompletedProcess:
+def on_a_tiny_file_system(kib: int, *command: str, options: str = "") -> subprocess.CompletedProcess:
     """Run ``command`` with ``{fs}`` replaced by a fresh tmpfs of ``kib`` KiB: a real full disk,
     not a mocked error. Mounted in a private mount namespace (``unshare``), as root or as a
     user where user namespaces are allowed; skipped where neither is."""
@@ -273,7 +273,7 @@ def on_a_tiny_file_system(kib: int, *command: str) -> subprocess.CompletedProces
     if not shutil.which("unshare"):
         pytest.skip("no unshare here to mount a tiny file system; the mocked errors above cover it")
     body = " ".join(shlex.quote(part.replace("{fs}", folder)) for part in command)
-    script = f"mkdir -p {folder} && mount -t tmpfs -o size={kib}k tmpfs {folder} || exit 99; {body}"
+    script = f"mkdir -p {folder} && mount -t tmpfs -o size={kib}k{options} tmpfs {folder} || exit 99; {body}"
     done = subprocess.run(["unshare", "-rm", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     if done.returncode == 99 or "unshare failed" in done.stderr or "Operation not permitted" in done.stderr:
@@ -296,6 +296,20 @@ def test_a_run_on_a_full_disk_ends_with_one_line():
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: cannot write ") and "No space left on device" in last
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--method", "vae", "--profile", "smoke", "--out", "{fs}/run"],
+    ["compare", "--datasets", "yahoo", "--published-only", "--format", "md", "--out", "{fs}/tables"],
+    ["report", "--results", str(ROOT / "results"), "--profile", "cpu", "--out", "{fs}/report"],
+    ["sweep", str(ROOT / "experiments" / "smoke.yaml"), "--results", "{fs}/results"],
+], ids=["train", "compare", "report", "sweep"])
+def test_a_read_only_file_system_is_one_line_from_every_writer(command):
+    """A folder no one may write (root included: permissions do not stop root, a read-only mount does)."""
+    done = on_a_tiny_file_system(64, sys.executable, "-m", "bench", *command, options=",ro")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: cannot ") and "Read-only file system" in last, done.stderr
 
 
 def test_diagnose_never_overwrites_the_committed_figure_with_a_smaller_one(tmp_path):

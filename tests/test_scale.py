@@ -91,7 +91,7 @@ def test_missing_runs_and_points_are_said(tmp_path):
     with pytest.raises(BenchError, match="does not exist"):  # a wrong folder never rewrites SCALE.md
         scale.write_scale_report([(experiment, tmp_path / "nothing")], tmp_path / "out2")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(BenchError, match="holds no finished run of"):
+    with pytest.raises(BenchError, match="holds none of the finished runs of"):
         scale.write_scale_report([(experiment, tmp_path / "empty")], tmp_path / "out2")
     no_points = tmp_path / "flat.yaml"
     no_points.write_text("profile: cpu\ndatasets: [synthetic]\nruns: [vae]\n")

@@ -67,6 +67,9 @@ def load_study(experiment_path: Path, results: Path) -> tuple[Experiment, pd.Dat
             split[1] = None
         summary = summary.assign(label=split[0], point=split[1])
         summary = summary[summary["point"].isin(list(experiment.points))]
+    if not len(summary):  # a wrong folder: an error, before any committed report or figure is touched
+        raise BenchError(f"{results} holds none of the finished runs of {experiment_path}; is it the folder its "
+                         f"sweep wrote? (run it first: python -m bench sweep {experiment_path} --results {results})")
     return experiment, summary
 
 
@@ -180,9 +183,6 @@ def study_section(experiment_path: Path, results: Path, figures: Path, reported:
              f"{len(study)} of {expected} runs finished ({len(experiment.runs)} methods at {len(experiment.points)} "
              f"points: {', '.join(experiment.points)}{own_points(experiment)}; seeds "
              f"{', '.join(map(str, experiment.seeds))}). Reduced numbers: never compare them with published ones.", ""]
-    if not len(study):
-        raise BenchError(f"{results} holds no finished run of {experiment_path}; is it the folder its sweep wrote? "
-                         f"(run it first: python -m bench sweep {experiment_path} --results {results})")
     elsewhere = {}
     for point in experiment.points:
         ids = set(study[study["point"] == point]["run_id"].dropna())

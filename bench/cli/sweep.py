@@ -499,6 +499,7 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
         return {"runs": len(trials), "skipped": skipped, "finished": 0, "failed": 0, "to_run": len(pending)}
     outcomes: dict[str, str] = {}
     if pending:
+        files.check_writable(results)  # before Ray, which keeps its state under it
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # quiet: no status tables on stdout
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -21,6 +21,20 @@ def make_output_dir(folder: Path) -> None:
         blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
         raise BenchError(f"cannot create output folder {folder}: {blocking} is a file, not a folder; "
                          "pass a folder (--out / --results)") from None
+    except OSError as err:  # a read-only file system, no permission, a full disk
+        raise BenchError(f"cannot create output folder {folder} ({err.strerror or err}); pass a folder you can "
+                         "write (--out / --results), or free disk space") from None
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and write (then remove) a file in it, so that a folder no one may write
+    is one line before a long job starts, not an error deep inside a library."""
+    make_output_dir(folder)
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise BenchError(f"cannot write in {folder} ({err.strerror or err}); pass a folder you can write "
+                         "(--out / --results)") from None
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -1,6 +1,7 @@
 """End-to-end runs on the smoke profile: records, resume, failures, CLI."""
 
 import json
+import os
 import math
 import subprocess
 import sys
@@ -252,6 +253,15 @@ def test_run_id_depends_on_the_runs_own_method_settings_only(smoke_config):
     assert identifier(smoke_config("vae", eval={"iw_bf16": True})) != base
 
 
+def test_a_gpu_run_has_its_own_id_and_folder_and_a_cpu_run_keeps_its_own(tmp_path, smoke_config):
+    """A record or checkpoint made on one device type is never reused or resumed on another."""
+    from bench.core.lifecycle import plan_run
+    config = smoke_config("vae")
+    cpu, cuda = plan_run(config, tmp_path), plan_run(config, tmp_path, device_type="cuda")
+    assert cpu.identifier != cuda.identifier and cpu.folder != cuda.folder
+    assert plan_run(config, tmp_path, device_type="cpu").identifier == cpu.identifier  # the default is the CPU
+
+
 def test_committed_records_keep_their_run_ids():
     # a record is reused by a sweep only if the config it stores still hashes to its run id
     from bench.core.config import SECTIONS, RunConfig, from_dict
@@ -385,9 +395,13 @@ def test_float32_is_not_tf32_and_auto_is_strict_in_a_trial_holding_a_gpu(smoke_c
     from bench.core.loop import resolve_device
     from bench.core.method import build_method
     torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     config = smoke_config("vae")
     Trainer(config, build_method("vae"), load_corpus(config.dataset, config.data), torch.device("cpu"), log=quiet)
     assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark  # cheap determinism, set
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(BenchError, match="reserved a GPU but torch sees none"):

@@ -86,6 +86,7 @@ class Trial:
     dataset: str
     seed: int
     settings: dict  # merged overrides: experiment-wide, then the run's own
+    device_type: str = "cpu"  # cuda where the experiment gives each trial a GPU: part of the run id
 
     @property
     def name(self) -> str:
@@ -161,7 +162,8 @@ def expand(experiment: Experiment, only_datasets=None, only_seeds=None) -> list[
     datasets = only_datasets or experiment.datasets
     points = experiment.points or {"": {}}
     return [Trial(f"{run.label}@{point}" if point else run.label, run.method, dataset, seed,
-                  merge_settings(experiment.settings, point_settings, run.settings))
+                  merge_settings(experiment.settings, point_settings, run.settings),
+                  "cuda" if experiment.resources.gpu else "cpu")
             for dataset in datasets for point, point_settings in points.items() for run in experiment.runs
             if not point or run.points is None or point in run.points
             for seed in (only_seeds if only_seeds is not None else run.seeds or experiment.seeds)]
@@ -206,9 +208,9 @@ _RECORD_PATHS: dict[tuple, Path] = {}  # (trial, profile, results) -> record pat
 def record_path(trial: Trial, profile: str, results: Path) -> Path:
     """Where ``trial``'s record lives (``lifecycle.plan_run``), derived once per trial and results folder."""
     key = (trial.label, trial.method, trial.dataset, trial.seed, json.dumps(trial.settings, sort_keys=True),
-           profile, str(results))
+           trial.device_type, profile, str(results))
     if key not in _RECORD_PATHS:
-        folder = plan_run(trial_config(trial, profile), Path(results), trial.label).folder
+        folder = plan_run(trial_config(trial, profile), Path(results), trial.label, device_type=trial.device_type).folder
         _RECORD_PATHS[key] = folder / records.RECORD_NAME
     return _RECORD_PATHS[key]
 

@@ -51,6 +51,9 @@ def environment(device) -> dict[str, Any]:
         # what "float32" and train.bf16 mean here (bench.core.loop.exact_float32, bench.core.model.run_lstm)
         "precision": {"tf32": bool(torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32),
                       "bf16_lstm": "float32" if device.type == "cuda" else "bfloat16"},
+        # bench.core.loop.deterministic_where_cheap: what is and is not made deterministic
+        "determinism": ("exact" if device.type == "cpu" else
+                        "cuDNN and cuBLAS deterministic; embedding backward not (atomics)"),
     }
     return {"python": sys.version.split()[0], "packages": packages, "hardware": hardware,
             "hostname": platform.node()}

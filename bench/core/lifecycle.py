@@ -47,12 +47,12 @@ def run(config: RunConfig, results: Path = records.DEFAULT_RESULTS, data_dir: st
     its folder's lock (:mod:`bench.core.runlock`): a run that another live process is training
     raises :class:`~bench.core.runlock.RunLocked` and trains nothing.
     """
-    plan = plan_run(config, results, label, extra)
+    torch_device = resolve_device(device)
+    plan = plan_run(config, results, label, extra, torch_device.type)
     folder = plan.folder
     finished = _finished_record(folder, resume, log)
     if finished is not None:
         return finished
-    torch_device = resolve_device(device)
     corpus = load_corpus(config.dataset, config.data, data_dir)  # a missing dataset fails before any folder exists
     require_one_batch(corpus, config.data.batch_size)
     needed, memory_line = memory.check_fits(config, plan.method, corpus, torch_device)  # before any allocation
@@ -88,12 +88,13 @@ class RunPlan:
 
 
 def plan_run(config: RunConfig, results: Path, label: str | None = None,
-             extra: dict[str, Any] | None = None) -> RunPlan:
+             extra: dict[str, Any] | None = None, device_type: str = "cpu") -> RunPlan:
     """The one place a run's identity is derived: its method built from the config, the
-    method's settings as used, the run id hashing both with the config, and its folder."""
+    method's settings as used, the run id hashing both with the config and the device type
+    (:func:`bench.core.records.run_id`), and its folder."""
     method = build_method(config.method, config.methods, f"profile {config.profile}")
     settings = method_settings(method)
-    identifier = records.run_id(config, settings)
+    identifier = records.run_id(config, settings, device_type)
     return RunPlan(config, method, settings, identifier, records.run_dir(results, config, identifier, label),
                    label, extra)
 

@@ -83,6 +83,21 @@ def exact_float32() -> None:
     precision for speed). Cheap and harmless on a CPU."""
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    deterministic_where_cheap()
+
+
+def deterministic_where_cheap() -> None:
+    """Determinism on a GPU where it costs little: cuDNN picks deterministic algorithms and does
+    not benchmark (a choice that could differ between runs), and cuBLAS gets the fixed workspace
+    its deterministic mode needs (read when cuBLAS starts, so set before the first matmul).
+    Not set: ``torch.use_deterministic_algorithms``, because the embedding's backward on CUDA
+    accumulates with atomics and its deterministic form is a sort-based kernel several times
+    slower; two GPU runs of one seed may therefore differ in the last bits, which the GPU check's
+    pre-flight measures (20 steps twice). The records say so (``hardware.determinism``). A CPU
+    run is deterministic as it is."""
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def seed_everything(seed: int) -> None:

@@ -22,13 +22,16 @@ CHECKPOINT_NAME = "checkpoint.pt"
 DEFAULT_RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 
-def run_id(config: RunConfig, method_settings: dict[str, Any]) -> str:
+def run_id(config: RunConfig, method_settings: dict[str, Any], device_type: str = "cpu") -> str:
     """Stable 12-hex-digit hash of everything that defines the run: its configuration with the
     settings of its own method(s) only (editing another method's settings in a profile must
-    not invalidate this run's record)."""
+    not invalidate this run's record), and the type of device it trains on where that is not
+    the CPU (so a GPU run never reuses or resumes a CPU run's record or checkpoint, nor the
+    reverse, while every CPU record keeps its id)."""
     used = config.identity()
     used["methods"] = {name: values for name, values in used["methods"].items() if name in method_settings}
-    payload = json.dumps({"config": used, "method_settings": method_settings}, sort_keys=True)
+    payload = json.dumps({"config": used, "method_settings": method_settings,
+                          **({"device": device_type} if device_type != "cpu" else {})}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

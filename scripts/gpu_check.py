@@ -1,8 +1,8 @@
 """The project's GPU check: one command that measures the GPU path and writes it all to one folder.
 
     python scripts/gpu_check.py prepare --reference ~/src/vae-lagging-encoder --data-dir ../shared/data
-    python scripts/gpu_check.py run OUT            # on the GPU machine: at most about 8 minutes
-    python scripts/gpu_check.py run OUT --smoke    # the same stages on a CPU with a tiny model, < 1 minute
+    python scripts/gpu_check.py run OUT            # on the GPU machine: at most 7.8 minutes of stages
+    python scripts/gpu_check.py run OUT --smoke    # the same stages on a CPU with a tiny model, about 2 minutes
 
 ``prepare`` copies what the GPU machine cannot reach into the git-ignored folder ``.gpu_carry/``:
 the ``yahoo_resplit`` data and, if given, a scratch copy of He et al.'s implementation (never
@@ -10,24 +10,31 @@ committed; only its ``modules/`` are needed). ``run`` then needs nothing but the
 folder, and Python with torch, pandas, tabulate, pyyaml, psutil and tqdm (no Ray, no network).
 
 Stages, each a subprocess with its own time limit (a stage that fails or runs out of time is
-recorded as such and the next one runs):
+recorded as such and the next one runs; the limits add up to 470 s on a GPU, so one attempt
+fits a 10-minute command with room for start-up):
 
-1. ``perf``: ``bench.cli.perf --profile paper --bf16`` for vae, pooling, aggressive and sa_vae:
-   training tokens/s, IW sentences/s (K = 500), share of the device's measured float32 matmul
-   rate, peak memory, bfloat16 training and IW speed with the IW NLL change on the same samples;
-2. ``packing``: ``bench.cli.perf --concurrent 1,2,4,8`` (trials per GPU);
-3. ``reference``: ``scripts/speed_vs_reference.py`` on the same device (skipped, saying so,
-   without a reference copy);
-4. ``training``: short paper-size runs on ``yahoo_resplit`` as concurrent ``bench.cli.train``
-   processes: vae and max pooling on all 10,000 training documents, and aggressive training with
-   a vae beside it on the first 2,000 (an aggressive epoch costs about 30 VAE epochs); each
-   stops after the epoch that passes its training-time budget. Per epoch: validation ELBO, KL,
-   MI, AU, encoder-feature dispersion and tokens/s, read from each run's record or, for a run
-   cut off by the stage's limit, from its last epoch checkpoint.
+0. ``preflight`` (60 s): scripts/gpu_preflight.py: train mode in every training step, SA-VAE's
+   double backward, the bfloat16 dtypes actually used, TF32 off, a checkpoint resumed across
+   devices, 20 steps twice bit for bit; so that the GPU's first minute says what works;
+1. ``perf`` (110 s): ``bench.cli.perf --profile paper --bf16`` for vae, pooling, aggressive and
+   sa_vae: training tokens/s, IW sentences/s (K = 500), share of the device's measured float32
+   matmul rate, peak memory, bfloat16 training and IW speed with the IW NLL change on the same
+   samples;
+2. ``packing`` (80 s): ``bench.cli.perf --concurrent 1,2,4,8`` (trials per GPU);
+3. ``reference`` (70 s): ``scripts/speed_vs_reference.py`` on the same device (skipped, saying
+   so, without a reference copy);
+4. ``short_training`` (150 s): short paper-size runs on ``yahoo_resplit`` as concurrent
+   ``bench.cli.train`` processes, vae and max pooling on all 10,000 training documents, each
+   stopping after the epoch that passes its training-time budget;
+5. ``aggressive`` (60 s): aggressive training alone on the first 300 documents, one epoch (an
+   aggressive epoch costs about 30 VAE epochs, so it is timed where it can finish one).
 
-``OUT`` receives at most six files: ``gpu_check.log`` (everything printed), ``summary.json``
-(each stage's command, status and seconds), ``perf.json``, ``packing.json``,
-``speed_vs_reference.json`` and ``short_training.json``.
+Per epoch of each run: validation ELBO, KL, MI, AU, encoder-feature dispersion and tokens/s,
+read from the run's record or, for a run cut off by its stage's limit, from its last epoch
+checkpoint. ``OUT`` receives ``gpu_check.log`` (everything printed), ``summary.json`` (each
+stage's command, status and seconds) and one JSON per stage: ``preflight.json``,
+``perf.json``, ``packing.json``, ``speed_vs_reference.json``, ``short_training.json``,
+``aggressive.json``.
 """
 
 from __future__ import annotations
@@ -56,13 +63,15 @@ def stage_plan(out: Path, smoke: bool, reference: Path | None, runs_root: Path) 
     profile, device = ("smoke", "cpu") if smoke else ("paper", "cuda")
     perf = [python, "-m", "bench.cli.perf", "--profile", profile, "--device", device]
     stages = [
-        {"name": "perf", "limit": 40 if smoke else 120,
+        {"name": "preflight", "limit": 40 if smoke else 60,
+         "command": [python, "scripts/gpu_preflight.py", "--device", device, "--json", str(out / "preflight.json")]},
+        {"name": "perf", "limit": 40 if smoke else 110,
          "command": perf + ["--methods", "vae,pooling,aggressive,sa_vae", "--steps", "2" if smoke else "10", "--bf16",
                             "--iw-sentences", "4" if smoke else "32", "--json", str(out / "perf.json")]},
-        {"name": "packing", "limit": 40 if smoke else 100,
+        {"name": "packing", "limit": 40 if smoke else 80,
          "command": perf + ["--concurrent", "1,2" if smoke else "1,2,4,8", "--steps", "2" if smoke else "20",
                             "--json", str(out / "packing.json")]},
-        {"name": "reference", "limit": 40 if smoke else 80, "skip": None if reference else
+        {"name": "reference", "limit": 40 if smoke else 70, "skip": None if reference else
          f"no reference copy at {CARRY / 'vae-lagging-encoder'} (scripts/gpu_check.py prepare --reference DIR)",
          "command": [python, "scripts/speed_vs_reference.py", "--reference", str(reference), "--device", device, "--bf16",
                      "--json", str(out / "speed_vs_reference.json")]
@@ -72,17 +81,21 @@ def stage_plan(out: Path, smoke: bool, reference: Path | None, runs_root: Path) 
     ]
     if smoke:
         dataset, budget = ["--dataset", "synthetic", "--profile", "smoke"], []
-        runs = {"vae": ["--method", "vae"], "pooling": ["--method", "pooling"], "aggressive": ["--method", "aggressive"]}
+        runs = {"vae": ["--method", "vae"], "pooling": ["--method", "pooling"]}
+        alone = {"aggressive": ["--method", "aggressive"]}
     else:
         dataset = ["--dataset", CARRIED_DATASET, "--profile", "paper", "--data-dir", str(CARRY / "data")]
         budget = ["--set", "train.max_train_minutes=1.5"] + TRAINING_SHARED
-        first_2k = ["--set", "data.max_train_sentences=2000"]
-        runs = {"vae": ["--method", "vae"], "pooling_max": ["--method", "pooling"],
-                "vae_2k": ["--method", "vae"] + first_2k, "aggressive_2k": ["--method", "aggressive"] + first_2k}
-    stages.append({"name": "training", "limit": 60 if smoke else 160,
-                   "runs": {label: [python, "-m", "bench.cli.train", "--device", device, "--quiet", *dataset, *budget,
-                                    *arguments, "--out", str(runs_root / label)]
-                            for label, arguments in runs.items()}, "runs_root": runs_root})
+        runs = {"vae": ["--method", "vae"], "pooling_max": ["--method", "pooling"]}
+        # an aggressive epoch costs about 30 VAE epochs: alone, on few documents, so that one finishes
+        alone = {"aggressive_300": ["--method", "aggressive", "--set", "data.max_train_sentences=300",
+                                    "--set", "train.max_epochs=1"]}
+
+    def training(name: str, limit: int, chosen: dict) -> dict:
+        return {"name": name, "limit": limit, "json": f"{name}.json", "runs_root": runs_root,
+                "runs": {label: [python, "-m", "bench.cli.train", "--device", device, "--quiet", *dataset, *budget,
+                                 *arguments, "--out", str(runs_root / label)] for label, arguments in chosen.items()}}
+    stages += [training("short_training", 60 if smoke else 150, runs), training("aggressive", 40 if smoke else 60, alone)]
     return stages
 
 
@@ -132,7 +145,7 @@ def run_training(stage: dict, out: Path, log) -> dict:
         log(f"-- {label}: {statuses[label]}\n{output}")
     runs = {label: {"status": statuses[label], "command": command, **collect_run(runs_root / label)}
             for label, command in stage["runs"].items()}
-    (out / "short_training.json").write_text(json.dumps(runs, indent=1))
+    (out / stage["json"]).write_text(json.dumps(runs, indent=1))
     for label, run in runs.items():
         for row in run["epochs"]:
             log(f"   {label:14s} epoch {row['epoch']:2d}  ELBO {row['valid_elbo_nll']:.2f}  KL {row['valid_kl']:.2f}  "
@@ -140,8 +153,8 @@ def run_training(stage: dict, out: Path, log) -> dict:
                 f"{row.get('valid_feature_cosine_distance', float('nan')):.3f}  {row['train_tokens_per_s']:,.0f} tok/s")
     seconds = time.perf_counter() - started
     status = "ok" if all(s == "ok" for s in statuses.values()) else "partial"
-    log(f"== training: {status} in {seconds:.0f} s")
-    return {"name": "training", "status": status, "seconds": seconds, "runs": statuses}
+    log(f"== {stage['name']}: {status} in {seconds:.0f} s")
+    return {"name": stage["name"], "status": status, "seconds": seconds, "runs": statuses}
 
 
 def collect_run(folder: Path) -> dict:
@@ -189,7 +202,7 @@ def run(out: Path, smoke: bool, reference: Path | None) -> int:
     log(f"gpu_check: {', '.join(s['name'] + ' ' + s['status'] for s in summary)}; "
         f"{(time.perf_counter() - started) / 60:.1f} min; files in {out}")
     log_file.close()
-    shutil.rmtree(runs_root, ignore_errors=True)  # paper-size checkpoints; their epochs are in short_training.json
+    shutil.rmtree(runs_root, ignore_errors=True)  # paper-size checkpoints; their epochs are in the stages' JSON
     return 0 if all(s["status"] in ("ok", "skipped") for s in summary) else 1
 
 

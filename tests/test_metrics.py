@@ -310,3 +310,12 @@ def test_optimised_paths_equal_the_previous_implementation(summary):
     torch.manual_seed(2)
     torch.testing.assert_close(out.reconstruction_nll + out.kl, previous_objective(model, x))
     assert int(out.num_words) == (7 + 2 + 4 + 1) + 4  # words + end tokens; start tokens are not predicted
+
+
+def test_the_iw_chunk_bound_is_the_setting_on_a_cpu_and_sized_to_a_gpus_memory(monkeypatch):
+    from types import SimpleNamespace
+    from bench.core.metrics import iw_chunk_elements
+    assert iw_chunk_elements(50_000_000, torch.device("cpu")) == 50_000_000
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=80 * 2**30))
+    assert iw_chunk_elements(50_000_000, torch.device("cuda")) == 80 * 2**30 // 64  # 1/16 of it in float32 numbers
+    assert iw_chunk_elements(5 * 10**9, torch.device("cuda")) == 5 * 10**9  # never below the setting

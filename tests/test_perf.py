@@ -37,3 +37,17 @@ def test_eval_share_times_both_settings_on_the_real_data(tmp_path, capsys):
         evaluation = row["epochs"] * row["validation_s"] + row["test_s"]
         assert row["eval_share"] == evaluation / (row["epochs"] * row["epoch_s"] + evaluation)
     assert "evaluation share of a vae run on synthetic" in capsys.readouterr().out
+
+
+def test_packing_reports_a_trial_that_never_reports_instead_of_waiting_forever():
+    import torch
+    rows = perf.measure_packing("no_such_method", "smoke", {}, torch.device("cpu"), steps=2, counts=[2, 1],
+                                timeout_s=30)
+    assert [row["trials"] for row in rows] == [2, 1]
+    assert all(row["error"].startswith("no result within 30 s") for row in rows)
+
+
+def test_perf_times_sentences_of_the_length_asked_for():
+    import torch
+    trainer = perf.build_trainer("vae", "smoke", {}, torch.device("cpu"), steps=2, length=37)
+    assert {len(s) for s in trainer.corpus.splits["train"]} == {37}

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from tabulate import tabulate
@@ -30,7 +32,7 @@ from bench.core.method import build_method
 from bench.core.environment import environment
 from bench.core.files import make_output_dir
 from bench.core.loop import Trainer, cpu_supports_bf16, resolve_device
-from bench.core.metrics import iw_log_likelihood
+from bench.core.metrics import iw_chunk_elements, iw_log_likelihood
 
 DEFAULT_VOCAB = 20000  # Yahoo/Yelp vocabulary when the profile has no cap
 DEFAULT_LENGTH = 80  # about the mean Yahoo document length
@@ -72,7 +74,8 @@ def time_iw(trainer: Trainer, sentences: int, samples: int, bf16: bool = False) 
         synchronize(trainer.device)
         torch.manual_seed(0)
         started = time.perf_counter()
-        nll = -iw_log_likelihood(trainer.model, x, samples, max_elements=trainer.config.eval.iw_max_elements,
+        nll = -iw_log_likelihood(trainer.model, x, samples,
+                                 max_elements=iw_chunk_elements(trainer.config.eval.iw_max_elements, trainer.device),
                                  bf16=bf16)
         synchronize(trainer.device)
     finally:  # training timed after this must run in train mode (dropout; cuDNN's backward needs it)
@@ -104,57 +107,101 @@ def matmul_gflop_per_s(device: torch.device, size: int = 2048) -> float:
     return 2 * size ** 3 / best / 1e9
 
 
-def peak_memory_gib(device: torch.device) -> float:
-    """Peak GPU memory allocated by torch, or the process's peak resident memory on a CPU (so far:
-    with several methods in one run, a later row includes the earlier ones' peak)."""
+def cuda_context_gib(device: torch.device) -> float:
+    """What a process holds on the GPU beyond torch's allocator: the CUDA context and its
+    libraries (cuBLAS, cuDNN workspaces), read as the device's used memory less torch's reserved
+    blocks while this process is the device's only user (before packed trials start)."""
+    torch.ones(1, device=device) @ torch.ones(1, 1, device=device)  # create the context and cuBLAS
+    free, total = torch.cuda.mem_get_info(device)
+    return max(0.0, (total - free - torch.cuda.memory_reserved(device)) / 2**30)
+
+
+def peak_memory_gib(device: torch.device, context_gib: float = 0.0) -> float:
+    """Peak memory a trial needs: on a GPU torch's peak *reserved* memory (what its allocator
+    holds, which another process cannot use) plus the process's CUDA context; on a CPU the
+    process's peak resident memory (so far: with several methods in one run, a later row
+    includes the earlier ones' peak)."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**30
+        return torch.cuda.max_memory_reserved(device) / 2**30 + context_gib
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def build_trainer(name: str, profile: str, overrides: dict, device: torch.device, steps: int) -> Trainer:
-    """A trainer for ``name`` on random sentences shaped like the profile's data."""
+def build_trainer(name: str, profile: str, overrides: dict, device: torch.device, steps: int,
+                  length: int | None = None) -> Trainer:
+    """A trainer for ``name`` on random sentences shaped like the profile's data: ``length``
+    words each (default: the profile's cap, else DEFAULT_LENGTH)."""
     config = build_run_config(name, "random", profile, 0, overrides)
     vocab = config.data.max_vocab or DEFAULT_VOCAB
-    length = config.data.max_length or DEFAULT_LENGTH
+    length = length or config.data.max_length or DEFAULT_LENGTH
     corpus = random_corpus(vocab, length, max(4, steps + 2) * config.data.batch_size)
     return Trainer(config, build_method(name, config.methods), corpus, device, log=lambda m: None)
 
 
-def _packed_trial(name, profile, overrides, device, steps, threads, barrier, queue) -> None:
-    """One of N concurrent trials: warm up, wait for the others, time ``steps`` updates."""
+def _packed_trial(name, profile, overrides, device, steps, threads, barrier, queue, length, count, context) -> None:
+    """One of N concurrent trials: warm up, wait for the others, time ``steps`` updates. On a GPU
+    each trial may use 1/N of its memory (as Ray's fractional GPUs would share it): a trial
+    that needs more fails here with torch's out-of-memory error instead of starving the others."""
     torch.set_num_threads(threads)
-    trainer = build_trainer(name, profile, overrides, device, steps)
+    if device.type == "cuda":
+        torch.cuda.set_per_process_memory_fraction(1.0 / count, device)
+    try:
+        trainer = build_trainer(name, profile, overrides, device, steps, length)
+    except torch.OutOfMemoryError:
+        barrier.abort()
+        queue.put(("out of memory", 0.0))
+        return
     batches = [b.to(device) for b in trainer.train_data]
     for batch in batches[:2]:
         trainer.step_once(batch)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    barrier.wait()
-    queue.put((time_training(trainer, steps, warmup=0), peak_memory_gib(device)))
+    try:
+        barrier.wait()
+        queue.put((time_training(trainer, steps, warmup=0), peak_memory_gib(device, context)))
+    except torch.OutOfMemoryError:
+        barrier.abort()
+        queue.put(("out of memory", 0.0))
+    except threading.BrokenBarrierError:  # another trial failed: this count is not measurable
+        queue.put(("another trial failed", 0.0))
 
 
 def measure_packing(name: str, profile: str, overrides: dict, device: torch.device, steps: int,
-                    counts: list[int]) -> list[dict[str, float]]:
-    """Training throughput of N concurrent trials on one device (fractional-GPU packing)."""
+                    counts: list[int], length: int | None = None, timeout_s: float = 300.0) -> list[dict[str, Any]]:
+    """Training throughput of N concurrent trials on one device (fractional-GPU packing). A
+    count whose trials do not all report within ``timeout_s`` (one died, or hangs) is a row
+    saying so, and the next count is measured."""
     import multiprocessing
     import os
-    context = multiprocessing.get_context("spawn")
+    import queue as queues
+    spawn = multiprocessing.get_context("spawn")
+    context = cuda_context_gib(device) if device.type == "cuda" else 0.0
     rows = []
     for count in counts:
-        barrier, queue = context.Barrier(count), context.Queue()
+        barrier, queue = spawn.Barrier(count), spawn.Queue()
         threads = max(1, (os.cpu_count() or 1) // count)
-        workers = [context.Process(target=_packed_trial, args=(name, profile, overrides, device, steps, threads,
-                                                                barrier, queue)) for _ in range(count)]
+        workers = [spawn.Process(target=_packed_trial, args=(name, profile, overrides, device, steps, threads,
+                                                              barrier, queue, length, count, context))
+                   for _ in range(count)]
         for worker in workers:
             worker.start()
-        results = [queue.get() for _ in workers]
+        deadline, results = time.monotonic() + timeout_s, []
+        try:
+            for _ in workers:
+                results.append(queue.get(timeout=max(0.1, deadline - time.monotonic())))
+        except queues.Empty:
+            results.append((f"no result within {timeout_s:.0f} s (exit codes {[w.exitcode for w in workers]})", 0.0))
         for worker in workers:
-            worker.join()
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
+        failure = next((r[0] for r in results if isinstance(r[0], str)), None)
+        if failure:
+            rows.append({"trials": count, "error": failure})
+            continue
         total = sum(r[0] for r in results)
         rows.append({"trials": count, "total_tokens_per_s": total, "per_trial_tokens_per_s": total / count,
-                     "peak_memory_gib_per_trial": max(r[1] for r in results)})
+                     "peak_memory_gib_per_trial": max(r[1] for r in results), "cuda_context_gib": context})
     return rows
 
 
@@ -170,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", default="cpu", metavar="NAME", help=f"{', '.join(available_profiles())}")
     parser.add_argument("--methods", default="vae", metavar="A,B", help="methods to time (default: vae)")
     parser.add_argument("--steps", type=int, default=20, metavar="N", help="timed training steps (default 20)")
+    parser.add_argument("--length", type=int, metavar="N",
+                        help=f"words per sentence (default: the profile's cap, else {DEFAULT_LENGTH}, about the mean "
+                             "Yahoo document); peak memory follows the longest batch: Yahoo documents reach 200")
     parser.add_argument("--iw-sentences", type=int, default=None, metavar="N",
                         help="sentences in the IW timing (default: the profile's eval batch size, at most 64)")
     parser.add_argument("--bf16", action="store_true",
@@ -194,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def measure(name: str, args, overrides: dict, device: torch.device) -> tuple[Trainer, dict[str, float]]:
     """One method's training tokens/s, achieved GFLOP/s, IW sentences/s (and bf16), peak memory."""
-    trainer = build_trainer(name, args.profile, overrides, device, args.steps)
+    trainer = build_trainer(name, args.profile, overrides, device, args.steps, args.length)
     config = trainer.config
     tokens_per_s = time_training(trainer, args.steps)
     sentences = min(args.iw_sentences or config.data.eval_batch_size, 64)
@@ -309,11 +359,12 @@ def report_packing(args, device: torch.device, overrides: dict) -> None:
     except ValueError:
         raise BenchError(f"--concurrent expects integers like 1,2,4,8, got '{args.concurrent}'") from None
     name = args.methods.split(",")[0].strip()
-    rows = measure_packing(name, args.profile, overrides, device, args.steps, counts)
-    memory = "peak GPU memory per trial (GiB)" if device.type == "cuda" else "peak RSS per trial (GiB)"
+    rows = measure_packing(name, args.profile, overrides, device, args.steps, counts, args.length)
+    memory = "peak GPU memory per trial, reserved + context (GiB)" if device.type == "cuda" else "peak RSS per trial (GiB)"
     hardware = environment(device)["hardware"]
     print(f"{name}, profile {args.profile}, device {hardware['gpu'] or 'CPU'}")
-    print(tabulate([[r["trials"], f"{r['total_tokens_per_s']:,.0f}", f"{r['per_trial_tokens_per_s']:,.0f}",
+    print(tabulate([[r["trials"], r["error"], "", ""] if "error" in r else
+                    [r["trials"], f"{r['total_tokens_per_s']:,.0f}", f"{r['per_trial_tokens_per_s']:,.0f}",
                      f"{r['peak_memory_gib_per_trial']:.2f}"] for r in rows],
                    headers=["concurrent trials", "total tok/s", "per trial tok/s", memory], disable_numparse=True))
     if args.json:

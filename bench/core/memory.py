@@ -69,14 +69,17 @@ def count_parameters(method, vocab_size: int, config: RunConfig) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def estimate(config: RunConfig, method, corpus: Corpus) -> MemoryEstimate:
-    """The peak memory of training and evaluating ``config`` on ``corpus`` (module docstring)."""
+def estimate(config: RunConfig, method, corpus: Corpus, device: torch.device = torch.device("cpu")) -> MemoryEstimate:
+    """The peak memory of training and evaluating ``config`` on ``corpus`` on ``device`` (module
+    docstring; a GPU's IW chunks are larger: bench.core.metrics.iw_chunk_elements)."""
+    from bench.core.metrics import iw_chunk_elements
     model = config.model
     vocab = len(corpus.vocab)
     longest = max((len(s) for s in corpus.splits["train"]), default=0) + 2
     longest_test = max((len(s) for s in corpus.splits["test"]), default=0) + 2
     batch = min(config.data.batch_size, max(1, len(corpus.splits["train"])))
-    iw_chunk = min(config.eval.iw_max_elements, config.data.eval_batch_size * config.eval.iw_samples * longest_test * vocab)
+    iw_chunk = min(iw_chunk_elements(config.eval.iw_max_elements, device),
+                   config.data.eval_batch_size * config.eval.iw_samples * longest_test * vocab)
     parameters = count_parameters(method, vocab, config)
     per_token = (2 * vocab + 2 * model.embed_dim + 10 * (model.encoder_hidden + model.decoder_hidden)
                  + model.latent_dim)
@@ -109,7 +112,7 @@ def available_bytes(device: torch.device) -> tuple[int, str]:
 def check_fits(config: RunConfig, method, corpus: Corpus, device: torch.device) -> tuple[MemoryEstimate, str]:
     """The run's estimate and a line for its header; a run that cannot fit is refused in one line
     with what to change."""
-    needed = estimate(config, method, corpus)
+    needed = estimate(config, method, corpus, device)
     have, source = available_bytes(device)
     line = f"memory: {needed.describe()}; {have / GIB:.1f} GiB {source}"
     if needed.peak_bytes > have:

@@ -22,6 +22,22 @@ from bench.core.model import gaussian_kl_per_dim, log_diagonal_normal, log_stand
 DISPERSION_SENTENCES = 2000  # pairwise cosine distances cost O(N^2)
 
 
+GPU_IW_MEMORY_SHARE = 16  # a GPU's IW logit chunk: at most 1/16 of its memory (three such buffers live)
+
+
+def iw_chunk_elements(configured: int, device: torch.device) -> int:
+    """The bound on the decoder logits of one IW chunk on ``device``: ``eval.iw_max_elements``
+    on a CPU (sized for a CPU's memory and caches), and on a GPU at least 1/16 of the device's
+    total memory in float32 numbers, so that the paper's K = 500 on Yahoo takes a few dozen
+    decoder passes per batch instead of 500 sequential ones. The GPU's total (not its free)
+    memory: the chunking, and with it the order of the random draws, is then fixed for a GPU
+    model and does not depend on what else runs there."""
+    if device.type != "cuda":
+        return configured
+    total = torch.cuda.get_device_properties(device).total_memory
+    return max(configured, total // (4 * GPU_IW_MEMORY_SHARE))
+
+
 @torch.no_grad()  # not inference_mode: SA-VAE's refined posterior needs autograd inside
 def iw_log_likelihood(model, x: torch.Tensor, num_samples: int, samples_per_chunk: int | None = None,
                       max_elements: int = 50_000_000, bf16: bool = False) -> torch.Tensor:
@@ -279,7 +295,8 @@ def evaluate(model, batches: Iterable[torch.Tensor], eval_config: EvalConfig | N
         for x in iw_batches:
             x = x.to(device)
             per_sentence.append(-iw_log_likelihood(model, x, eval_config.iw_samples,
-                                                   max_elements=eval_config.iw_max_elements,
+                                                   max_elements=iw_chunk_elements(eval_config.iw_max_elements,
+                                                                                  torch.device(device)),
                                                    bf16=eval_config.iw_bf16).double().cpu())
             words += int(predicted_tokens(x))
         nlls = torch.cat(per_sentence)

@@ -70,6 +70,7 @@ def stage_plan(out: Path, smoke: bool, reference: Path | None, runs_root: Path) 
                             "--iw-sentences", "4" if smoke else "32", "--json", str(out / "perf.json")]},
         {"name": "packing", "limit": 40 if smoke else 80,
          "command": perf + ["--concurrent", "1,2" if smoke else "1,2,4,8", "--steps", "2" if smoke else "20",
+                            "--length", "20" if smoke else "200",  # Yahoo's longest documents: memory per trial
                             "--json", str(out / "packing.json")]},
         {"name": "reference", "limit": 40 if smoke else 70, "skip": None if reference else
          f"no reference copy at {CARRY / 'vae-lagging-encoder'} (scripts/gpu_check.py prepare --reference DIR)",

@@ -406,3 +406,25 @@ def test_float32_is_not_tf32_and_auto_is_strict_in_a_trial_holding_a_gpu(smoke_c
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(BenchError, match="reserved a GPU but torch sees none"):
         resolve_device("auto", holds_gpu=True)
+
+
+def test_tensorboard_receives_every_epoch_from_train_and_from_a_sweep(tmp_path):
+    """Optional (tensorboardX): skipped where it is not installed, as in CI."""
+    pytest.importorskip("tensorboardX")
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-m", "bench", "train", "--method", "vae", "--profile", "smoke", "--out",
+                           str(tmp_path / "results"), "--tensorboard", str(tmp_path / "tb"), "--quiet"],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    events = list((tmp_path / "tb" / "smoke" / "synthetic" / "vae" / "seed0").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    assert b"valid_kl" in events[0].read_bytes() and b"valid_mi" in events[0].read_bytes()
+    experiment = tmp_path / "exp.yaml"
+    experiment.write_text("profile: smoke\ndatasets: [synthetic]\nseeds: [0]\nresources: {cpu: 1, gpu: 0}\nruns: [vae]\n")
+    done = subprocess.run([sys.executable, "-m", "bench", "sweep", str(experiment), "--results", str(tmp_path / "sw"),
+                           "--tensorboard"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    events = list((tmp_path / "sw" / ".tune").rglob("events.out.tfevents.*"))
+    assert events and any(b"valid_kl" in e.read_bytes() for e in events)

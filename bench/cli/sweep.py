@@ -410,6 +410,16 @@ class ProgressPrinter:
         return _Callback()
 
 
+def tensorboard_callbacks(wanted: bool) -> list:
+    """Ray Tune's own TensorBoard logger (its automatic loggers are off: TUNE_DISABLE_AUTO_CALLBACK_LOGGERS)."""
+    if not wanted:
+        return []
+    from bench.core.tensorboard import require_tensorboardx
+    require_tensorboardx()
+    from ray.tune.logger import TBXLoggerCallback
+    return [TBXLoggerCallback()]
+
+
 def storage_layout(results: Path, storage: str | None) -> tuple[Path, str]:
     """Where trials write records and checkpoints, and where Ray Tune keeps its state.
 
@@ -427,7 +437,8 @@ def storage_layout(results: Path, storage: str | None) -> tuple[Path, str]:
 
 
 def fit(trials: list[Trial], experiment: Experiment, results: Path, storage, data_dir, device, verbose,
-        log) -> dict[str, str]:
+        log,
+        tensorboard: bool = False) -> dict[str, str]:
     """One Ray Tune run of ``trials``; returns each trial's outcome (finished, failed: ..., elsewhere)."""
     import ray
     from ray import tune
@@ -450,7 +461,7 @@ def fit(trials: list[Trial], experiment: Experiment, results: Path, storage, dat
         # the process id keeps the Tune state of two sweeps started in the same second apart
         run_config=tune.RunConfig(name=f"sweep-{experiment.profile}-{int(time.time())}-{os.getpid()}",
                                   storage_path=tune_storage, verbose=2 if verbose else 0,
-                                  callbacks=[printer.callback()]))
+                                  callbacks=[printer.callback(), *tensorboard_callbacks(tensorboard)]))
     tuner.fit()
     return printer.outcomes
 
@@ -484,7 +495,8 @@ def wait_until_free(trials: list[Trial], profile: str, results: Path, log, poll_
 
 def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, address: str | None = None,
           storage: str | None = None, device: str = "auto", only_datasets=None, only_seeds=None,
-          verbose: bool = False, log=print, cpus: int | None = None, plan: bool = False) -> dict[str, Any]:
+          verbose: bool = False, log=print, cpus: int | None = None, plan: bool = False,
+          tensorboard: bool = False) -> dict[str, Any]:
     """Run every unfinished trial of ``experiment``; returns a summary. ``cpus`` caps the
     CPUs of a local Ray (default: all of this machine's); ``plan``: list them, train nothing."""
     started = time.perf_counter()
@@ -523,7 +535,7 @@ def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, ad
             check_gpus(experiment.resources, attached)
             to_run = pending
             while to_run:  # a run that another process was training is checked again once it is free
-                outcomes.update(fit(to_run, experiment, results, storage, data_dir, device, verbose, log))
+                outcomes.update(fit(to_run, experiment, results, storage, data_dir, device, verbose, log, tensorboard))
                 elsewhere = [t for t in to_run if outcomes.get(t.name) == "elsewhere"]
                 wait_until_free(elsewhere, experiment.profile, storage_layout(results, storage)[0], log)
                 to_run = [t for t in elsewhere if not is_finished(record_path(t, experiment.profile, results))]
@@ -570,10 +582,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpus", type=int, metavar="N",
                         help="CPUs a local Ray may use (default: all); e.g. 1 to keep a core free")
     parser.add_argument("--verbose", action="store_true", help="show Ray's own logs and status tables")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="stream every trial's epoch curves to TensorBoard with Ray Tune's TBXLoggerCallback "
+                             "(needs tensorboardX); then: tensorboard --logdir RESULTS/.tune (or the --storage path)")
     parser.add_argument("--plan", action="store_true",
                         help="list the runs still to train (after reusing finished runs of the same configuration "
                              "under other labels) and exit without training")
     args = parser.parse_args(argv)
+    if args.tensorboard:  # a missing optional package is said now, not after Ray started
+        from bench.core.tensorboard import require_tensorboardx
+        require_tensorboardx()
     if args.cpus is not None and (args.cpus < 1 or args.address or os.environ.get("RAY_ADDRESS")):
         raise BenchError("--cpus must be >= 1 and applies to a local Ray only (not with --address)")
     experiment = load_experiment(args.experiment)
@@ -606,7 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     check_data_and_memory(expand(experiment, datasets, seeds), experiment, data_dir, str(args.experiment))
     summary = sweep(experiment, args.results, data_dir and str(Path(data_dir).resolve()), args.address,
                     args.storage, args.device, datasets, seeds, args.verbose,
-                    log=lambda message: print(message, flush=True), cpus=args.cpus, plan=args.plan)
+                    log=lambda message: print(message, flush=True), cpus=args.cpus, plan=args.plan,
+                    tensorboard=args.tensorboard)
     if summary.get("stopped") and not summary["failures"]:
         raise Interrupted(f"{summary['stopped']} runs not finished; results already written are kept; "
                           "run the same command again to continue")

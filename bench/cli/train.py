@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     other.add_argument("--restart", action="store_true", help="ignore an existing record or checkpoint")
     other.add_argument("--list-methods", action="store_true", help="list registered methods and exit")
     other.add_argument("--quiet", action="store_true", help="print only the final result line")
+    other.add_argument("--tensorboard", metavar="DIR", type=Path,
+                       help="stream each epoch's curves to TensorBoard under DIR (needs tensorboardX; "
+                            "then: tensorboard --logdir DIR)")
     return parser
 
 
@@ -66,8 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             raise BenchError(f"--set {section}.*: the run's method '{args.method}' has no '{section}' part, so "
                              f"the setting would be ignored; use --method {section} (or join it with '+')")
     log = (lambda message: None) if args.quiet else printer()  # a closed pipe never stops the run
+    on_epoch = None
+    if args.tensorboard is not None:
+        from bench.core.tensorboard import epoch_writer
+        on_epoch = epoch_writer(args.tensorboard / config.profile / config.dataset / args.method / f"seed{config.seed}")
     record = run(config, args.out, args.data_dir, args.device, progress=None if not args.quiet else False,
-                 log=log, resume=not args.restart)
+                 log=log, resume=not args.restart, on_epoch=on_epoch)
     test = record["metrics"]["test"]
     print(f"{record['method']} {record['dataset']} seed {record['seed']}: {summary_line(test)}")
     return 0

@@ -376,10 +376,12 @@ def samples_section(found: list[dict]) -> list[str]:
 
 
 def write_report(results: Path, profile: str | None, out: Path | None = None, experiment=None,
-                 force: bool = False) -> Path:
+                 force: bool = False, samples: Path | None = None) -> Path:
     """``results/REPORT.md`` (or ``out``) from the finished records; with ``experiment`` (a loaded
     experiment file that states a ``family``) the report opens with that family's verdicts. An
-    existing report built from more runs or another profile is kept unless ``force``."""
+    existing report built from more runs or another profile is kept unless ``force``. ``samples``:
+    a results folder of runs of the same configurations trained later (records made before text
+    samples were kept have none) whose text the report shows instead, saying so."""
     summary, found = load_runs(results, profile)
     profile = summary["profile"].iloc[0]
     out = out or Path(results)
@@ -400,7 +402,16 @@ def write_report(results: Path, profile: str | None, out: Path | None = None, ex
     lines += ["## Answers to the research questions", "", *[f"{p}\n" for p in answers(summary, profile)]]
     measured = compare.aggregate(compare.load_records(results, sorted(summary["dataset"].unique()), profile))
     published = compare.load_published(sorted(summary["dataset"].unique()), include_unverified=False)
-    lines += samples_section(found)
+    if samples is None:
+        lines += samples_section(found)
+    else:
+        _, retrained = load_runs(samples, profile)
+        same = {r["run_id"] for r in found}  # the run id hashes the whole configuration
+        shown = [r for r in retrained if r["run_id"] in same]
+        section = samples_section(shown)
+        lines += section[:2] + ([f"From runs of the same configurations retrained with text samples kept, in "
+                                 f"`{samples}` (commit {(shown[0]['code'].get('commit') or '?')[:10]}); the tables' "
+                                 "records were made before samples were kept.", ""] if section else []) + section[2:]
     lines += ["## Tables", ""]
     lines.append(compare.render("md", sorted(summary["dataset"].unique()), measured, published, profile,
                                 compare.ALL_COLUMNS, "compact"))
@@ -445,12 +456,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, metavar="DIR", help="where REPORT.md and figures/ go (default: --results)")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing REPORT.md even when the new one has fewer runs or another profile")
+    parser.add_argument("--samples", type=Path, metavar="DIR",
+                        help="show the text samples of runs of the same configurations in DIR (retrained with "
+                             "samples kept) instead of those of --results")
     args = parser.parse_args(argv)
     experiment = None
     if args.experiment is not None:
         from bench.cli.sweep import load_experiment
         experiment = load_experiment(args.experiment)
-    print(f"report: {write_report(args.results, args.profile, args.out, experiment, args.force)}")
+    print(f"report: {write_report(args.results, args.profile, args.out, experiment, args.force, args.samples)}")
     return 0
 
 

@@ -570,6 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", metavar="A,B", help="only these of the experiment's datasets (or the built-in synthetic one)")
     parser.add_argument("--seeds", metavar="0,1", help="seeds instead of the experiment's")
     parser.add_argument("--points", metavar="A,B", help="only these of a scale experiment's points")
+    parser.add_argument("--runs", metavar="A,B", help="only the runs with these labels")
     parser.add_argument("--data-dir", metavar="DIR", help="data directory (default: $BENCH_DATA_DIR)")
     parser.add_argument("--results", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR",
                         help="results folder (default: results/)")
@@ -618,6 +619,14 @@ def main(argv: list[str] | None = None) -> int:
                              f"points ({', '.join(experiment.points) or 'it has none'})")
         experiment = dataclasses.replace(experiment, points={p: experiment.points[p] for p in experiment.points
                                                              if p in chosen})
+    if args.runs is not None:
+        labels = [label.strip() for label in args.runs.split(",") if label.strip()]
+        known = [run.label for run in experiment.runs]
+        stray = next((label for label in labels if label not in known), None)
+        if not labels or stray:
+            raise BenchError(f"--runs {args.runs!r}: {repr(stray) + did_you_mean(stray, known) if stray else 'names none'}"
+                             f" not among the experiment's runs ({', '.join(known)})")
+        experiment = dataclasses.replace(experiment, runs=[run for run in experiment.runs if run.label in labels])
     data_dir = args.data_dir or os.environ.get("BENCH_DATA_DIR")
     for trial in expand(experiment, datasets, seeds):  # validate every config before starting Ray
         check_trial(trial, experiment.profile, str(args.experiment))

@@ -110,6 +110,8 @@ CATALOGUE = [
     ("sweep: a misspelt point", nothing,
      f"sweep {ROOT}/experiments/scale_data.yaml --points ptb5kk --plan --results {{tmp}}/out", 2,
      "(did you mean 'ptb5k'?)"),
+    ("sweep: a misspelt run label", nothing, f"sweep {SMOKE} --runs vea --plan --results {{tmp}}/out", 2,
+     "'vea' (did you mean 'vae'?)"),
     ("sweep: nothing listening at --address", nothing, f"sweep {SMOKE} --results {{tmp}}/out --address 127.0.0.1:1", 2,
      "cannot reach a Ray cluster at 127.0.0.1:1"),
     # settings and arguments

@@ -565,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="examples:\n  python -m bench sweep experiments/cpu.yaml --data-dir ../shared/data\n"
                "  python -m bench sweep experiments/paper.yaml --datasets yahoo --seeds 0,1,2\n"
                "  python -m bench sweep experiments/scale_data.yaml --points ptb5k --seeds 0   # one point, one seed\n"
+               "  python -m bench sweep experiments/real_text.yaml --runs vae,pooling_max   # two of its runs\n"
                "  python -m bench sweep experiments/smoke.yaml --address auto   # an existing Ray cluster\n")
     parser.add_argument("experiment", type=Path, help="experiment YAML (see experiments/)")
     parser.add_argument("--datasets", metavar="A,B", help="only these of the experiment's datasets (or the built-in synthetic one)")

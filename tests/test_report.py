@@ -183,3 +183,19 @@ def test_the_report_shows_each_methods_reconstructions_side_by_side(tmp_path, sm
     assert "## What the models write" in text and first["input"] in text and first["from_mean"] in text
     assert "| lm (seed 0; 1 distinct)" in text  # a model without a latent writes one text for every input
     assert samples_section([{**found[0], "samples": None}]) == []  # older records: nothing to show
+
+
+def test_samples_come_from_retrained_runs_of_the_same_configuration_only(tmp_path, smoke_config):
+    """Records made before samples were kept show the text of runs of the same configuration
+    (same run id) trained later; a run of another configuration never stands in."""
+    import json
+    old, retrained = tmp_path / "old", tmp_path / "retrained"
+    record = run(smoke_config("vae"), old, log=quiet)
+    path = next(old.rglob("record.json"))
+    path.write_text(json.dumps({key: value for key, value in json.loads(path.read_text()).items() if key != "samples"}))
+    run(smoke_config("vae"), retrained, log=quiet)
+    run(smoke_config("vae", model={"latent_dim": 3}), retrained, log=quiet)  # another configuration
+    text = write_report(old, None, samples=retrained).read_text()
+    assert "retrained with text samples kept" in text and record["samples"]["reconstructions"][0]["from_mean"] in text
+    assert text.count("| vae (seed 0;") == 1  # the same configuration's run alone
+    assert "## What the models write" not in write_report(old, None, force=True).read_text()

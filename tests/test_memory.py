@@ -31,7 +31,7 @@ def test_the_estimate_is_its_formula():
     found = memory.estimate(config, build_method(config.method, config.methods), corpus)
     m, vocab, batch = config.model, len(corpus.vocab), config.data.batch_size
     longest = max(len(s) for s in corpus.splits["train"]) + 2
-    per_token = 2 * vocab + 2 * m.embed_dim + 10 * (m.encoder_hidden + m.decoder_hidden) + m.latent_dim
+    per_token = 2 * vocab + 2 * m.embed_dim + 10 * (m.encoder_hidden + m.decoder_hidden) + m.latent_dim  # 1 layer, 1 way
     assert found.state_bytes == 16 * found.parameters
     assert found.training_bytes == 4 * batch * longest * per_token
     longest_test = max(len(s) for s in corpus.splits["test"]) + 2

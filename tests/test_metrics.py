@@ -319,3 +319,28 @@ def test_the_iw_chunk_bound_is_the_setting_on_a_cpu_and_sized_to_a_gpus_memory(m
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: SimpleNamespace(total_memory=80 * 2**30))
     assert iw_chunk_elements(50_000_000, torch.device("cuda")) == 80 * 2**30 // 64  # 1/16 of it in float32 numbers
     assert iw_chunk_elements(5 * 10**9, torch.device("cuda")) == 5 * 10**9  # never below the setting
+
+
+@pytest.mark.parametrize("summary", ["last", "max"])
+def test_a_bidirectional_encoder_never_reads_padding(summary):
+    """CP-VAE's encoder (2 bidirectional layers, directions averaged): its right-to-left pass
+    must start at each sentence's last real token, so a sentence's features are the same alone
+    and in a padded batch, whichever padding follows it."""
+    from bench.core.config import ModelConfig
+    from bench.core.model import ModelHooks, SequenceVAE
+    from methods.pooling import MaskedPooling
+    torch.manual_seed(0)
+    config = ModelConfig(embed_dim=8, encoder_hidden=6, decoder_hidden=6, latent_dim=3, encoder_layers=2,
+                         encoder_bidirectional=True, encoder_init="pytorch")
+    model = SequenceVAE(30, config, hooks=ModelHooks(summary=MaskedPooling("max") if summary == "max" else None)).eval()
+    assert model.encoder_lstm.bidirectional and model.encoder_lstm.num_layers == 2
+    short, long = [5, 6, 7], [5, 6, 7, 8, 9, 10, 11]
+    batch = pad_batch([short, long, short[:2]])
+    states, mask = model.encoder_states(batch)
+    assert states.shape == (3, batch.size(1), 6)  # directions averaged: width H
+    alone = model.encoder_features(pad_batch([short]))
+    torch.testing.assert_close(model.encoder_features(batch)[0], alone[0])
+    torch.testing.assert_close(model.encoder_features(pad_batch([short[:2]]))[0], model.encoder_features(batch)[2])
+    # the right-to-left direction does see the words after a position (else it would not be bidirectional)
+    first_state = model.encoder_states(pad_batch([short]))[0][0, 0]
+    assert not torch.allclose(first_state, model.encoder_states(pad_batch([[5, 9, 9]]))[0][0, 0])

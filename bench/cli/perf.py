@@ -84,10 +84,13 @@ def time_iw(trainer: Trainer, sentences: int, samples: int, bf16: bool = False) 
 
 
 def flops_per_token(config, vocab_size: int) -> float:
-    """Multiply-adds x 2 of one forward pass per predicted token: encoder LSTM 8 H (E + H),
+    """Multiply-adds x 2 of one forward pass per predicted token: encoder LSTM 8 H (E + H) per
+    direction for its first layer and 8 H (D H + H) for each further one (D directions),
     decoder LSTM 8 H (E + Z + H), latent to cell 2 Z H / T (ignored), output layer 2 H V."""
     m = config.model
-    encoder = 8 * m.encoder_hidden * (m.embed_dim + m.encoder_hidden)
+    directions = 2 if m.encoder_bidirectional else 1
+    encoder = directions * 8 * m.encoder_hidden * (
+        (m.embed_dim + m.encoder_hidden) + (m.encoder_layers - 1) * (directions * m.encoder_hidden + m.encoder_hidden))
     decoder = 8 * m.decoder_hidden * (m.embed_dim + m.latent_dim + m.decoder_hidden)
     return encoder + decoder + 2 * m.decoder_hidden * vocab_size
 

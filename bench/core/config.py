@@ -67,9 +67,14 @@ class ModelConfig:
     # "pytorch": the encoder (embedding, LSTM, the layer to (mu, logvar)) keeps PyTorch's default
     # initialisation, as BN-VAE's code does (Zhu et al. 2020); the decoder stays as the reference's.
     encoder_init: typing.Literal["reference", "pytorch"] = field(default="reference", metadata=IN_ID_WHEN_SET)
+    # The encoder LSTM's depth and direction. He et al.'s is one layer, left to right; the same
+    # lab's CP-VAE (BorealisAI/CP-VAE, models/base_network.py) encodes with 2 bidirectional
+    # layers whose two directions are averaged per position (then max-pooled: the pooling method).
+    encoder_layers: int = field(default=1, metadata=IN_ID_WHEN_SET)
+    encoder_bidirectional: bool = field(default=False, metadata=IN_ID_WHEN_SET)
 
     def __post_init__(self) -> None:
-        _positive(self, "embed_dim", "encoder_hidden", "decoder_hidden", "latent_dim")
+        _positive(self, "embed_dim", "encoder_hidden", "decoder_hidden", "latent_dim", "encoder_layers")
         for name in ("dropout_in", "dropout_out"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise BenchError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")

@@ -7,10 +7,11 @@ encoder / decoder widths He / Hd and latent L:
 
     state       = 4 P x 4        parameters, gradients, the best checkpoint kept in memory and
                                  one more copy (optimizer state or a checkpoint being written)
-    training    = 4 B T (2 V + 2 E + 10 (He + Hd) + L)
+    training    = 4 B T (2 V + 2 E + 10 (He l d + Hd) + L)
                                  the output layer's [B T, V] buffer and one transient of its
                                  size (bench.core.output_layer), both embeddings, and the LSTMs'
-                                 saved gates and states (4 gates, cell, hidden, their gradients)
+                                 saved gates and states (4 gates, cell, hidden, their gradients;
+                                 l encoder layers, d = 2 for a bidirectional encoder)
     evaluation  = 4 x 3 x min(eval.iw_max_elements, B' K T' V)
                                  the importance-weighted bound's logit chunk and two transients
                                  of its size (B' sentences an evaluation batch, K samples, T'
@@ -81,8 +82,8 @@ def estimate(config: RunConfig, method, corpus: Corpus, device: torch.device = t
     iw_chunk = min(iw_chunk_elements(config.eval.iw_max_elements, device),
                    config.data.eval_batch_size * config.eval.iw_samples * longest_test * vocab)
     parameters = count_parameters(method, vocab, config)
-    per_token = (2 * vocab + 2 * model.embed_dim + 10 * (model.encoder_hidden + model.decoder_hidden)
-                 + model.latent_dim)
+    encoder_states = model.encoder_hidden * model.encoder_layers * (2 if model.encoder_bidirectional else 1)
+    per_token = 2 * vocab + 2 * model.embed_dim + 10 * (encoder_states + model.decoder_hidden) + model.latent_dim
     return MemoryEstimate(parameters=parameters, state_bytes=4 * FLOAT_BYTES * parameters,
                           training_bytes=FLOAT_BYTES * batch * longest * per_token,
                           evaluation_bytes=3 * FLOAT_BYTES * iw_chunk)

@@ -98,7 +98,8 @@ class SequenceVAE(nn.Module):
         self.vocab_size = vocab_size
         if self.latent_dim > 0:
             self.encoder_embedding = nn.Embedding(vocab_size, config.embed_dim, padding_idx=PAD_ID)
-            self.encoder_lstm = nn.LSTM(config.embed_dim, config.encoder_hidden, batch_first=True)
+            self.encoder_lstm = nn.LSTM(config.embed_dim, config.encoder_hidden, num_layers=config.encoder_layers,
+                                        bidirectional=config.encoder_bidirectional, batch_first=True)
             self.summary = summary if summary is not None else LastStateSummary()
             self.to_posterior = nn.Linear(self.summary.output_dim(config.encoder_hidden), 2 * self.latent_dim,
                                           bias=False)
@@ -162,9 +163,21 @@ class SequenceVAE(nn.Module):
         real positions only (the last one, or a masked pool). States at padding are not zero
         and must not be used. Packing would cost a sort, a copy and a host transfer of the
         lengths per batch for the same numbers (test_model: packed == unpacked).
+
+        A bidirectional encoder (``model.encoder_bidirectional``, CP-VAE's) reads packed
+        sequences, since its right-to-left direction would otherwise start in the padding; its
+        two directions are averaged per position, as CP-VAE does, so h_t keeps the width H.
         """
-        states, _ = run_lstm(self.encoder_lstm, self.encoder_embedding(x))
-        return states, x != PAD_ID
+        mask = x != PAD_ID
+        embedded = self.encoder_embedding(x)
+        if not self.encoder_lstm.bidirectional:
+            states, _ = run_lstm(self.encoder_lstm, embedded)
+            return states, mask
+        lengths = mask.sum(dim=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+        states, _ = run_lstm(self.encoder_lstm, packed)
+        states, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True, total_length=x.size(1))
+        return states.view(x.size(0), x.size(1), 2, -1).mean(dim=2), mask
 
     def encoder_features(self, x: torch.Tensor) -> torch.Tensor:
         """h(x): the encoder's summary vector that feeds the posterior [B, H']."""

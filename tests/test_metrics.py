@@ -344,3 +344,16 @@ def test_a_bidirectional_encoder_never_reads_padding(summary):
     # the right-to-left direction does see the words after a position (else it would not be bidirectional)
     first_state = model.encoder_states(pad_batch([short]))[0][0, 0]
     assert not torch.allclose(first_state, model.encoder_states(pad_batch([[5, 9, 9]]))[0][0, 0])
+
+
+def test_max_positions_say_where_each_dimension_peaks():
+    from bench.core.metrics import max_position_shares, max_positions
+    # two sentences of 4 and 3 tokens (start, words, end; then padding), three dimensions:
+    # dim 0 peaks at the start token, dim 1 at each sentence's end token, dim 2 inside
+    states = torch.tensor([[[9., 0., 0.], [0., 0., 5.], [0., 0., 0.], [0., 7., 0.]],
+                           [[8., 0., 0.], [0., 0., 6.], [0., 4., 0.], [99., 99., 99.]]])
+    mask = torch.tensor([[True, True, True, True], [True, True, True, False]])
+    codes = max_positions(states, mask)
+    assert codes.tolist() == [[0, 2, 1], [0, 2, 1]]  # the padding's 99 is never read
+    assert max_position_shares(codes) == {"max_at_start": pytest.approx(1 / 3), "max_at_end": pytest.approx(1 / 3),
+                                          "max_inside": pytest.approx(1 / 3)}

@@ -208,11 +208,21 @@ def rq1(summary: pd.DataFrame, scale: str) -> str:
         parts.append(f"{dataset}: h(x) cosine distance max pooling {mean_of(rows, dataset, pooling, 'feature_cosine_distance'):.3f} "
                      f"vs last state {mean_of(rows, dataset, BASELINE, 'feature_cosine_distance'):.3f}, difference "
                      f"{exploratory(rows, pooling, BASELINE, 'feature_cosine_distance')}; MI difference "
-                     f"{exploratory(rows, pooling, BASELINE, 'mi')}")
+                     f"{exploratory(rows, pooling, BASELINE, 'mi')}" + peaks_read(rows, dataset, pooling))
     if not parts:
         return "**RQ1.** No dataset has runs of max pooling and the VAE with dispersion measurements."
     return (f"**RQ1 (dispersion and collapse, {scale}).** Does pooling disperse the encoder's features, and does "
             "more information go with it? " + "; ".join(parts) + ".")
+
+
+def peaks_read(rows: pd.DataFrame, dataset: str, pooling: str) -> str:
+    """What max pooling reads, where the records measured it: the share of h(x)'s dimensions whose
+    maximum falls on the start or the end token in most sentences (Bosc & Vincent's study)."""
+    if "max_at_start" not in rows or rows[rows["label"] == pooling]["max_at_start"].isna().all():
+        return ""
+    start, end = (mean_of(rows, dataset, pooling, column) for column in ("max_at_start", "max_at_end"))
+    return (f"; max pooling reads the start token in {start:.0%} of its dimensions and the end token in {end:.0%} "
+            "(the token where a dimension peaks in most sentences)")
 
 
 def pooling_label(rows: pd.DataFrame) -> str:

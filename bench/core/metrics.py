@@ -222,11 +222,32 @@ def feature_dispersion(features: torch.Tensor) -> dict[str, float]:
     return {"variance": float(features.double().var(dim=0).mean()), "cosine_distance": float(1 - mean_off_diagonal)}
 
 
+def max_positions(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Where each dimension of the encoder states peaks, per sentence: [B, H] codes, 0 at the
+    start token, 2 at the end token (each sentence's last real position), 1 anywhere between.
+    Max pooling reads exactly these positions (Bosc & Vincent 2020's ``--study-pooling``)."""
+    peak = states.float().masked_fill(~mask.unsqueeze(-1), float("-inf")).argmax(dim=1)  # [B, H]
+    last = (mask.sum(dim=1) - 1).unsqueeze(1)
+    return torch.where(peak == 0, 0, torch.where(peak == last, 2, 1))
+
+
+def max_position_shares(codes: torch.Tensor) -> dict[str, float]:
+    """From :func:`max_positions` codes [N, H]: the share of dimensions whose maximum falls on the
+    start token in most sentences (``max_at_start``), on the end token in most sentences
+    (``max_at_end``), and the rest (``max_inside``). A max-pooled encoder whose dimensions mostly
+    peak at a fixed token summarises little of the sentence, whatever its dispersion."""
+    if not codes.numel():
+        return {}
+    start = ((codes == 0).float().mean(dim=0) > 0.5).float().mean()
+    end = ((codes == 2).float().mean(dim=0) > 0.5).float().mean()
+    return {"max_at_start": float(start), "max_at_end": float(end), "max_inside": float(1 - start - end)}
+
+
 def encoder_statistics(model, batches: Iterable[torch.Tensor], mi_samples: int, mi_batch_size: int,
                        device: torch.device | str = "cpu") -> dict[str, float]:
     """The encoder's side of :func:`evaluate` over every sentence of ``batches``: KL, both MI
-    estimates, AU and dispersion (encoder passes only)."""
-    means, logvars, features = [], [], []
+    estimates, AU, dispersion and where the encoder states peak (encoder passes only)."""
+    means, logvars, features, peaks = [], [], [], []
     for x in batches:
         x = x.to(device)
         mu, logvar = model.encode(x)
@@ -234,6 +255,8 @@ def encoder_statistics(model, batches: Iterable[torch.Tensor], mi_samples: int, 
         logvars.append(logvar.float().cpu())
         if hasattr(model, "encoder_features") and mu.size(1) > 0:
             features.append(model.encoder_features(x).float().cpu())
+        if hasattr(model, "encoder_states") and mu.size(1) > 0 and sum(map(len, peaks)) < DISPERSION_SENTENCES:
+            peaks.append(max_positions(*model.encoder_states(x)).cpu())
     mu, logvar = torch.cat(means), torch.cat(logvars)
     sentences, dims = mu.shape
     kl = float(kl_to_prior(mu.double(), logvar.double()).mean()) if sentences else 0.0
@@ -247,6 +270,8 @@ def encoder_statistics(model, batches: Iterable[torch.Tensor], mi_samples: int, 
         for name, values in (("feature", torch.cat(features)[subset]), ("mu", mu[subset])):
             for statistic, value in feature_dispersion(values).items():
                 result[f"{name}_{statistic}"] = value
+    if peaks:
+        result.update(max_position_shares(torch.cat(peaks)[:DISPERSION_SENTENCES]))
     return result
 
 

@@ -103,9 +103,11 @@ def test_nan_loss_fails_with_a_record_and_one_line(tmp_path, smoke_config):
 def test_lm_and_vae_records_share_the_schema(tmp_path, smoke_config):
     lm = run(smoke_config("lm"), tmp_path, log=quiet)["metrics"]["test"]
     vae = run(smoke_config("vae"), tmp_path, log=quiet)["metrics"]["test"]
-    # one schema: the VAE adds only the encoder's dispersion statistics (the LM has no encoder)
+    # one schema: the VAE adds only the encoder's dispersion statistics and where its states peak
+    # (the LM has no encoder)
     assert set(lm) <= set(vae)
-    assert set(vae) - set(lm) == {f"{v}_{s}" for v in ("feature", "mu") for s in ("variance", "cosine_distance")}
+    assert set(vae) - set(lm) == {f"{v}_{s}" for v in ("feature", "mu") for s in ("variance", "cosine_distance")} | {
+        "max_at_start", "max_at_end", "max_inside"}
     assert vae["kl"] > 0 and vae["nll"] < vae["elbo_nll"] + 1.0  # a VAE has a KL; IW no looser than the ELBO
     assert lm["kl"] == 0 and lm["au"] == 0
     assert lm["nll"] == pytest.approx(lm["elbo_nll"], rel=1e-4)  # exact for a language model

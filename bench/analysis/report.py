@@ -421,7 +421,8 @@ def write_report(results: Path, profile: str | None, out: Path | None = None, ex
         section = samples_section(shown)
         lines += section[:2] + ([f"From runs of the same configurations retrained with text samples kept, in "
                                  f"`{samples}` (commit {(shown[0]['code'].get('commit') or '?')[:10]}); the tables' "
-                                 "records were made before samples were kept.", ""] if section else []) + section[2:]
+                                 "records were made before samples were kept. Trained again, on another host and commit, these runs "
+                                 "are not the tables' runs: their numbers differ, and so may their text.", ""] if section else []) + section[2:]
     lines += ["## Tables", ""]
     lines.append(compare.render("md", sorted(summary["dataset"].unique()), measured, published, profile,
                                 compare.ALL_COLUMNS, "compact"))

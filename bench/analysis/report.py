@@ -385,6 +385,27 @@ def samples_section(found: list[dict]) -> list[str]:
     return (["## What the models write", "", *lines]) if lines else []
 
 
+def retrained_samples_section(found: list[dict], samples: Path, profile: str) -> list[str]:
+    """The text of runs in ``samples`` of the same configurations (same run id) as ``found``,
+    retrained because ``found`` predates text samples; says how many of them reproduce the
+    table's run exactly (test NLL, KL and AU equal), since a rerun on another host may not."""
+    _, retrained = load_runs(samples, profile)
+    originals = {r["run_id"]: r["metrics"]["test"] for r in found}  # the run id hashes the whole configuration
+    shown = [r for r in retrained if r["run_id"] in originals]
+    section = samples_section(shown)
+    if not section:
+        return []
+    exact = sum(all(r["metrics"]["test"].get(k) == originals[r["run_id"]].get(k) for k in ("nll", "kl", "au"))
+                for r in shown)
+    same = ("all reproduce their table run exactly (test NLL, KL and AU equal), so the text is theirs"
+            if exact == len(shown) else
+            f"{exact} of {len(shown)} reproduce their table run exactly (test NLL, KL and AU equal); the others "
+            "differ (another host or commit), so their text is of a run like the table's, not the same one")
+    return section[:2] + [f"The tables' records predate text samples; these come from runs of the same configurations "
+                          f"(same run ids) trained again in `{samples}` (commit "
+                          f"{(shown[0]['code'].get('commit') or '?')[:10]}): {same}.", ""] + section[2:]
+
+
 def write_report(results: Path, profile: str | None, out: Path | None = None, experiment=None,
                  force: bool = False, samples: Path | None = None) -> Path:
     """``results/REPORT.md`` (or ``out``) from the finished records; with ``experiment`` (a loaded
@@ -412,17 +433,7 @@ def write_report(results: Path, profile: str | None, out: Path | None = None, ex
     lines += ["## Answers to the research questions", "", *[f"{p}\n" for p in answers(summary, profile)]]
     measured = compare.aggregate(compare.load_records(results, sorted(summary["dataset"].unique()), profile))
     published = compare.load_published(sorted(summary["dataset"].unique()), include_unverified=False)
-    if samples is None:
-        lines += samples_section(found)
-    else:
-        _, retrained = load_runs(samples, profile)
-        same = {r["run_id"] for r in found}  # the run id hashes the whole configuration
-        shown = [r for r in retrained if r["run_id"] in same]
-        section = samples_section(shown)
-        lines += section[:2] + ([f"From runs of the same configurations retrained with text samples kept, in "
-                                 f"`{samples}` (commit {(shown[0]['code'].get('commit') or '?')[:10]}); the tables' "
-                                 "records were made before samples were kept. Trained again, on another host and commit, these runs "
-                                 "are not the tables' runs: their numbers differ, and so may their text.", ""] if section else []) + section[2:]
+    lines += samples_section(found) if samples is None else retrained_samples_section(found, samples, profile)
     lines += ["## Tables", ""]
     lines.append(compare.render("md", sorted(summary["dataset"].unique()), measured, published, profile,
                                 compare.ALL_COLUMNS, "compact"))

@@ -330,10 +330,13 @@ def died(trial: Trial, profile: str, results: Path, data_dir: str | None, ray_er
     path = record_path(trial, profile, results)
     if not is_finished(path):
         from bench.core.lifecycle import now
-        files.write_json_atomic(path, {
-            "run_id": path.parent.name.rpartition("-")[2], "label": trial.label, "method": trial.method,
-            "dataset": trial.dataset, "profile": profile, "seed": trial.seed, "status": "failed", "error": reason,
-            "ray_error": ray_error.strip().splitlines()[-1][:500] if ray_error.strip() else "", "finished_at": now()})
+        try:
+            files.write_json_atomic(path, {
+                "run_id": path.parent.name.rpartition("-")[2], "label": trial.label, "method": trial.method,
+                "dataset": trial.dataset, "profile": profile, "seed": trial.seed, "status": "failed", "error": reason,
+                "ray_error": ray_error.strip().splitlines()[-1][:500] if ray_error.strip() else "", "finished_at": now()})
+        except BenchError as err:  # e.g. a full disk: the death is still reported, and the sweep goes on
+            reason += f" (its failed record could not be written: {err})"
     return reason
 
 

@@ -253,10 +253,15 @@ def encoder_statistics(model, batches: Iterable[torch.Tensor], mi_samples: int, 
         mu, logvar = model.encode(x)
         means.append(mu.float().cpu())
         logvars.append(logvar.float().cpu())
-        if hasattr(model, "encoder_features") and mu.size(1) > 0:
+        if mu.size(1) == 0:
+            continue
+        if hasattr(model, "encoder_states"):  # one encoder pass gives h(x) and where the states peak
+            states, mask = model.encoder_states(x)
+            features.append(model.summary(states, mask).float().cpu())
+            if sum(map(len, peaks)) < DISPERSION_SENTENCES:
+                peaks.append(max_positions(states, mask).cpu())
+        elif hasattr(model, "encoder_features"):  # e.g. a refined posterior's wrapper
             features.append(model.encoder_features(x).float().cpu())
-        if hasattr(model, "encoder_states") and mu.size(1) > 0 and sum(map(len, peaks)) < DISPERSION_SENTENCES:
-            peaks.append(max_positions(*model.encoder_states(x)).cpu())
     mu, logvar = torch.cat(means), torch.cat(logvars)
     sentences, dims = mu.shape
     kl = float(kl_to_prior(mu.double(), logvar.double()).mean()) if sentences else 0.0

@@ -140,7 +140,7 @@ def test_an_experiments_stated_family_is_judged_over_its_confirmatory_seeds(tmp_
     """The family in the experiment file, over its confirmatory seeds only: the exploratory seeds
     (here with a large, opposite difference) never enter it."""
     import pandas as pd
-    from bench.analysis.report import stated_family
+    from bench.analysis.report import stated_family, stated_section
     from bench.cli.sweep import load_experiment
     path = tmp_path / "grid.yaml"
     path.write_text("profile: smoke\ndatasets: [d]\nseeds: [0, 3, 4, 5]\nconfirmatory_seeds: [3, 4, 5]\n"
@@ -150,7 +150,8 @@ def test_an_experiments_stated_family_is_judged_over_its_confirmatory_seeds(tmp_
         rows += [{"label": "vae", "seed": seed, "mi": 0.1 * seed},
                  {"label": "pooling_max", "seed": seed, "mi": 0.1 * seed + (-5.0 if seed == 0 else 1.0 + 0.01 * seed)}]
     summary = pd.DataFrame(rows).assign(dataset="d", uses_latent=True, clean=True, mi_estimator="aggregate")
-    statement, table = stated_family(summary, load_experiment(path))
+    experiment = load_experiment(path)
+    statement, table = stated_section(summary, experiment, stated_family(summary, experiment))
     assert "confirmatory (seeds named in the experiment file before the runs)" in statement
     assert "higher: +1.04 [" in table and "n=3" in table
     with pytest.raises(BenchError, match="family: each entry is \\[label, reference\\]"):

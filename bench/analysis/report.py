@@ -22,7 +22,7 @@ from bench.core import results as results_layer
 from bench.core.errors import BenchError, did_you_mean, run_cli
 from bench.core.plots import pyplot, save
 from bench.cli import compare
-from bench.analysis import verdicts
+from bench.analysis import grid, verdicts
 
 CURVE_METRICS = (("valid_kl", "KL (nats)"), ("valid_mi", "MI (nats)"), ("valid_au", "active units"),
                  ("valid_elbo_nll", "validation -ELBO (nats)"))
@@ -346,14 +346,19 @@ def lm_comparison(summary: pd.DataFrame, dataset: str, lm_label: str) -> str:
             f"model, {best}, differs by {exploratory(both, best, lm_label, 'nll')}.")
 
 
-def stated_family(summary: pd.DataFrame, experiment) -> list[str]:
+def stated_family(summary: pd.DataFrame, experiment) -> verdicts.Family:
     """The experiment's own family (``family`` in its file, stated before its runs), judged over
-    its confirmatory seeds where it names them: its statement and one verdict table."""
+    its confirmatory seeds where it names them."""
     datasets = sorted(summary["dataset"].unique())
     family = verdicts.Family("the experiment's stated comparisons",
                              [verdicts.Comparison(d, a, b, "mi", "stated") for a, b in experiment.family for d in datasets],
                              confirmatory=bool(experiment.confirmatory_seeds))
-    family.judge({d: summary[summary["dataset"] == d] for d in datasets}, experiment.confirmatory_seeds or None)
+    return family.judge({d: summary[summary["dataset"] == d] for d in datasets}, experiment.confirmatory_seeds or None)
+
+
+def stated_section(summary: pd.DataFrame, experiment, family: verdicts.Family) -> list[str]:
+    """The stated family's statement and one verdict table."""
+    datasets = sorted(summary["dataset"].unique())
     from tabulate import tabulate
     rows = [[f"{a} − {b}", *[family.outcome(d, a).cell() for d in datasets]] for a, b in experiment.family]
     return [family.statement(), tabulate(rows, headers=["ΔMI", *datasets], tablefmt="github", disable_numparse=True)]
@@ -428,8 +433,11 @@ def write_report(results: Path, profile: str | None, out: Path | None = None, ex
     if profile != "paper":
         lines += [f"**Reduced profile '{profile}'**: smaller model, less data and training than the papers. "
                   "These numbers are not comparable with the published ones shown beside them.", ""]
-    if experiment is not None and experiment.family:
-        lines += ["## The experiment's stated comparisons", "", *[f"{p}\n" for p in stated_family(summary, experiment)]]
+    family = stated_family(summary, experiment) if experiment is not None and experiment.family else None
+    if family:
+        lines += ["## The experiment's stated comparisons", "",
+                  *[f"{p}\n" for p in stated_section(summary, experiment, family)]]
+    lines += grid.grid_section(summary, family, figures, experiment.confirmatory_seeds if family else ())
     lines += ["## Answers to the research questions", "", *[f"{p}\n" for p in answers(summary, profile)]]
     measured = compare.aggregate(compare.load_records(results, sorted(summary["dataset"].unique()), profile))
     published = compare.load_published(sorted(summary["dataset"].unique()), include_unverified=False)

@@ -187,6 +187,13 @@ def method_settings(method: Method) -> dict[str, dict[str, Any]]:
     return {part.name: dataclasses.asdict(part.settings) for part in parts}
 
 
+def changed_hooks(name: str) -> list[str]:
+    """The hooks that the method registered as ``name`` (one part, not a combination) overrides:
+    none for the standard VAE; ``encoder_summary`` for a method that changes what the encoder reads."""
+    cls = method_class(name)
+    return [hook for hook in HOOKS if getattr(cls, hook) is not getattr(Method, hook)]
+
+
 def _defines(part: Method, hook: str) -> bool:
     return getattr(type(part), hook) is not getattr(Method, hook)
 

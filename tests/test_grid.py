@@ -1,0 +1,74 @@
+"""The encoder x objective section: where each run sits, and its verdicts on known differences."""
+
+import pandas as pd
+
+from bench.analysis import grid
+from bench.analysis.report import stated_family
+from bench.cli.sweep import load_experiment
+
+
+def test_each_run_is_placed_by_the_encoder_it_reads_with_and_the_objective_that_trains_it():
+    assert grid.cell_of("vae", "vae") == (grid.LAST_STATE, grid.PLAIN)
+    assert grid.cell_of("kl_anneal", "kl_anneal") == (grid.LAST_STATE, "kl_anneal")
+    assert grid.cell_of("pooling_max", "pooling") == ("pooling_max", grid.PLAIN)
+    assert grid.cell_of("pooling_mean+free_bits_bv", "pooling+free_bits") == ("pooling_mean", "free_bits_bv")
+    assert grid.cell_of("cpvae_max+kl_anneal", "pooling+kl_anneal") == ("cpvae_max", "kl_anneal")
+    assert grid.cell_of("beta_vae_0.2", "beta_vae") == (grid.LAST_STATE, "beta_vae_0.2")
+    # a label that does not name its parts: the method's names stand in
+    assert grid.cell_of("mine", "pooling+beta_vae") == ("pooling", "beta_vae")
+
+
+def grid_rows(effect_under_annealing: float) -> pd.DataFrame:
+    """vae, pooling_max, kl_anneal, pooling_max+kl_anneal over seeds 3-7 (+ an LM and seed 0):
+    pooling adds nothing under the plain objective and ``effect_under_annealing`` nats of MI under annealing."""
+    rows = []
+    for seed in (0, 3, 4, 5, 6, 7):
+        noise = 0.01 * (-1) ** seed
+        for label, method, mi in (("vae", "vae", 0.0), ("pooling_max", "pooling", noise),
+                                  ("kl_anneal", "kl_anneal", 0.5 + noise),
+                                  ("pooling_max+kl_anneal", "pooling+kl_anneal",
+                                   0.5 + (-3.0 if seed == 0 else effect_under_annealing + 0.01 * seed))):
+            rows.append({"label": label, "method": method, "seed": seed, "mi": mi, "au": 10 * mi, "kl": mi + 0.1,
+                         "nll": 100.0 - mi, "feature_cosine_distance": 0.5, "max_at_start": float("nan"),
+                         "max_at_end": float("nan"), "uses_latent": True})
+        rows.append({"label": "lm", "method": "lm", "seed": seed, "mi": float("nan"), "uses_latent": False})
+    return pd.DataFrame(rows).assign(dataset="ptb", evaluation="test", clean=True, mi_estimator="aggregate",
+                                     iw_sentences=200)
+
+
+def experiment(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("profile: smoke\ndatasets: [ptb]\nseeds: [0, 3, 4, 5, 6, 7]\nconfirmatory_seeds: [3, 4, 5, 6, 7]\n"
+                    "runs: [vae, {label: pooling_max, method: pooling}, kl_anneal, "
+                    "{label: pooling_max+kl_anneal, method: pooling+kl_anneal}, lm]\n"
+                    "family: [[pooling_max, vae], [pooling_max+kl_anneal, kl_anneal]]\n")
+    return load_experiment(path)
+
+
+def test_the_grid_section_gives_the_stated_verdict_per_objective_and_the_figure(tmp_path):
+    """Max pooling adds 1 nat of MI under annealing (seeds 3-7; seed 0, exploratory, says the
+    opposite and must not count) and nothing under the plain objective: the section says so."""
+    summary = grid_rows(1.0)
+    family = stated_family(summary, experiment(tmp_path))
+    lines = grid.grid_section(summary, family, tmp_path / "figures", seeds=(3, 4, 5, 6, 7))
+    text = "\n".join(lines)
+    assert "## Encoder x objective" in text and "lm" not in grid.grid_frame(summary)["label"].tolist()
+    assert "kl_anneal: pooling_max keeps more information than the last state (+1.05 [" in text
+    assert "plain: pooling_max keeps the same information as the last state within 0.1 nats" in text
+    assert "(exploratory)" not in text.split("**RQ2 per objective")[1]  # both comparisons are stated and confirmatory
+    assert (tmp_path / "figures" / "grid_ptb.png").is_file() and (tmp_path / "figures" / "grid_ptb.pdf").is_file()
+    cells = text.split("| objective")[1]
+    assert "| kl_anneal   | pooling_max" in cells and "| 5   |" in cells and "| 6   |" not in cells  # seed 0 left out
+    assert "seeds 3, 4, 5, 6, 7 only" in text
+
+
+def test_a_comparison_the_family_does_not_state_is_labelled_exploration(tmp_path):
+    summary = grid_rows(0.0)
+    lines = grid.grid_section(summary, None, tmp_path / "figures")
+    assert "(exploratory)" in "\n".join(lines)
+
+
+def test_runs_that_do_not_cross_encoders_with_objectives_get_no_section(tmp_path):
+    summary = grid_rows(1.0)
+    plain = summary[summary["label"].isin(["vae", "pooling_max", "kl_anneal"])]
+    assert grid.grid_section(plain, None, tmp_path / "figures") == []

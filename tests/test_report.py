@@ -159,6 +159,30 @@ def test_an_experiments_stated_family_is_judged_over_its_confirmatory_seeds(tmp_
         load_experiment(path)
 
 
+def test_a_stated_comparison_may_name_its_metric(tmp_path):
+    """[label, reference, nll] is judged on NLL beside the same pair on MI; a metric no verdict is drawn on is refused."""
+    import pandas as pd
+    from bench.analysis.report import stated_family, stated_section
+    from bench.cli.sweep import load_experiment
+    path = tmp_path / "grid.yaml"
+    path.write_text("profile: smoke\ndatasets: [d]\nseeds: [3, 4, 5]\nconfirmatory_seeds: [3, 4, 5]\n"
+                    "runs: [vae, {label: pooling_max, method: pooling}]\n"
+                    "family: [[pooling_max, vae], [pooling_max, vae, nll]]\n")
+    rows = []
+    for seed in (3, 4, 5):
+        rows += [{"label": "vae", "seed": seed, "mi": 0.0, "nll": 100.0 + seed},
+                 {"label": "pooling_max", "seed": seed, "mi": 0.01 * (-1) ** seed, "nll": 98.0 + seed + 0.01 * seed}]
+    summary = pd.DataFrame(rows).assign(dataset="d", uses_latent=True, clean=True, mi_estimator="aggregate",
+                                        iw_sentences=200)
+    experiment = load_experiment(path)
+    family = stated_family(summary, experiment)
+    _, table = stated_section(summary, experiment, family)
+    assert "| pooling_max − vae | nll      | lower: -1.96 [" in table and "| pooling_max − vae | mi       | equivalent" in table
+    with pytest.raises(BenchError, match="family: metric 'nl' in .*did you mean 'nll'"):
+        path.write_text(path.read_text().replace("vae, nll]", "vae, nl]"))
+        load_experiment(path)
+
+
 def test_a_report_is_never_replaced_by_one_from_fewer_runs_or_another_profile(tmp_path, smoke_config):
     results = tmp_path / "results"
     run(smoke_config("vae"), results, log=quiet)

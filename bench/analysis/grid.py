@@ -115,8 +115,8 @@ def judged(grid: pd.DataFrame, family: verdicts.Family | None, scope: str, label
            metric: str) -> tuple[verdicts.Outcome, bool]:
     """The family's outcome of ``label - reference`` where the family states it (confirmatory or not
     as the family is), else an uncorrected paired test (exploration): (outcome, from the family)."""
-    stated = family.outcome(scope, label, metric) if family else None
-    if stated is not None and stated.comparison.reference == reference:
+    stated = family.outcome(scope, label, metric, reference) if family else None
+    if stated is not None:
         return stated, True
     return verdicts.Family("", [verdicts.Comparison(scope, label, reference, metric)]).judge({scope: grid}).outcomes[0], False
 

@@ -346,12 +346,18 @@ def lm_comparison(summary: pd.DataFrame, dataset: str, lm_label: str) -> str:
             f"model, {best}, differs by {exploratory(both, best, lm_label, 'nll')}.")
 
 
+def stated_entries(experiment) -> list[tuple[str, str, str]]:
+    """The experiment's family as (label, reference, metric): MI where the entry names no metric."""
+    return [(entry[0], entry[1], entry[2] if len(entry) > 2 else "mi") for entry in experiment.family]
+
+
 def stated_family(summary: pd.DataFrame, experiment) -> verdicts.Family:
     """The experiment's own family (``family`` in its file, stated before its runs), judged over
     its confirmatory seeds where it names them."""
     datasets = sorted(summary["dataset"].unique())
     family = verdicts.Family("the experiment's stated comparisons",
-                             [verdicts.Comparison(d, a, b, "mi", "stated") for a, b in experiment.family for d in datasets],
+                             [verdicts.Comparison(d, a, b, metric, "stated") for a, b, metric in stated_entries(experiment)
+                              for d in datasets],
                              confirmatory=bool(experiment.confirmatory_seeds))
     return family.judge({d: summary[summary["dataset"] == d] for d in datasets}, experiment.confirmatory_seeds or None)
 
@@ -360,8 +366,10 @@ def stated_section(summary: pd.DataFrame, experiment, family: verdicts.Family) -
     """The stated family's statement and one verdict table."""
     datasets = sorted(summary["dataset"].unique())
     from tabulate import tabulate
-    rows = [[f"{a} − {b}", *[family.outcome(d, a).cell() for d in datasets]] for a, b in experiment.family]
-    return [family.statement(), tabulate(rows, headers=["ΔMI", *datasets], tablefmt="github", disable_numparse=True)]
+    rows = [[f"{a} − {b}", metric, *[family.outcome(d, a, metric, b).cell() for d in datasets]]
+            for a, b, metric in stated_entries(experiment)]
+    return [family.statement(), tabulate(rows, headers=["comparison", "metric", *datasets], tablefmt="github",
+                                         disable_numparse=True)]
 
 
 SHOWN_SENTENCES = 3  # reconstructions shown per method in the report

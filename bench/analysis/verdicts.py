@@ -120,9 +120,10 @@ class Family:
     def tested(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.tested]
 
-    def outcome(self, scope: str, label: str, metric: str = "mi") -> Outcome | None:
+    def outcome(self, scope: str, label: str, metric: str = "mi", reference: str | None = None) -> Outcome | None:
+        """The outcome of ``label`` (against ``reference`` where given) on ``metric`` in ``scope``."""
         return next((o for o in self.outcomes if (o.comparison.scope, o.comparison.label, o.comparison.metric)
-                     == (scope, label, metric)), None)
+                     == (scope, label, metric) and reference in (None, o.comparison.reference)), None)
 
     def question(self, scope: str, question: str) -> Outcome | None:
         return next((o for o in self.outcomes if (o.comparison.scope, o.comparison.question) == (scope, question)),

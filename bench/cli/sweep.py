@@ -45,6 +45,7 @@ from bench.core.errors import BenchError, Interrupted, did_you_mean, handle_sigt
 from bench.core.lifecycle import plan_run
 from bench.core.method import build_method
 from bench.core.metric_specs import TEST_METRICS, summary_line
+from bench.core.stats import MARGINS
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,12 @@ class Experiment:
     # seeds stated before any of them ran: the confirmatory sample (bench.analysis.verdicts);
     # without them every verdict drawn from the experiment's records is exploratory
     confirmatory_seeds: tuple[int, ...] = ()
-    # the comparisons stated before the runs, [label, reference] on MI (bench.analysis.verdicts);
-    # the report judges them as one Holm family
+    # the comparisons stated before the runs, [label, reference] on MI or [label, reference, metric]
+    # (bench.analysis.verdicts); the report judges them as one Holm family
     family: tuple = ()
+
+
+FAMILY_METRICS = ("mi", "nll", "kl", "au")  # what a stated family may compare on (each has a margin: MARGINS)
 
 
 @dataclass(frozen=True)
@@ -137,11 +141,14 @@ def load_experiment(path: Path) -> Experiment:
     if unknown := sorted(set(confirmatory) - set(experiment.seeds)):
         raise BenchError(f"{where} confirmatory_seeds {unknown} are not among the experiment's seeds "
                          f"{list(experiment.seeds)}; name confirmatory seeds from `seeds`")
-    family = tuple(tuple(pair) for pair in experiment.family or ())
-    for pair in family:
-        if len(pair) != 2 or (unknown := sorted(set(pair) - set(labels))):
-            raise BenchError(f"{where} family: each entry is [label, reference] of two run labels; {list(pair)} "
-                             f"is not (labels: {', '.join(labels)})")
+    family = tuple(tuple(entry) for entry in experiment.family or ())
+    for entry in family:
+        if len(entry) not in (2, 3) or (unknown := sorted(set(entry[:2]) - set(labels))):
+            raise BenchError(f"{where} family: each entry is [label, reference] of two run labels (and optionally a "
+                             f"metric, MI when left out); {list(entry)} is not (labels: {', '.join(labels)})")
+        if len(entry) == 3 and entry[2] not in FAMILY_METRICS:
+            raise BenchError(f"{where} family: metric '{entry[2]}' in {list(entry)}{did_you_mean(str(entry[2]), FAMILY_METRICS)} "
+                             f"is not one a verdict is drawn on ({', '.join(FAMILY_METRICS)})")
     return Experiment(experiment.profile, tuple(experiment.datasets), tuple(runs), tuple(experiment.seeds),
                       resources, dict(experiment.settings or {}), {str(k): v for k, v in points.items()},
                       confirmatory, family)

@@ -60,3 +60,17 @@ def test_a_run_that_cannot_fit_is_refused_in_one_line_before_anything_is_written
     assert message.startswith("this run needs about ") and "GiB at peak" in message and "\n" not in message
     assert "--set data.batch_size=N" in message and "model.latent_dim" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_a_sweep_asking_for_bfloat16_on_a_cpu_without_it_is_refused_before_ray_starts(tmp_path, monkeypatch):
+    """On a CPU without bfloat16 instructions (faked here, so that the test holds on any host)
+    a sweep with train.bf16 stops in one line before Ray starts, writing nothing."""
+    from bench.cli import sweep
+    from bench.core import loop
+    monkeypatch.setattr(loop, "cpu_supports_bf16", lambda: False)
+    (tmp_path / "exp.yaml").write_text("profile: smoke\ndatasets: [synthetic]\nseeds: [0]\n"
+                                       "runs: [{label: vae_bf16, method: vae, settings: {train: {bf16: true}}}]\n")
+    with pytest.raises(BenchError, match="run vae_bf16/synthetic/seed0: train.bf16 is set, but this CPU has no "
+                                         "bfloat16 instructions .* unset train.bf16 or train on a GPU"):
+        sweep.main([str(tmp_path / "exp.yaml"), "--results", str(tmp_path / "results"), "--cpus", "1"])
+    assert not (tmp_path / "results").exists()

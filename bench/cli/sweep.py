@@ -188,12 +188,13 @@ def check_trial(trial: Trial, profile: str, source: str) -> None:
 
 def check_data_and_memory(trials: list[Trial], experiment: Experiment, data_dir: str | None, source: str) -> None:
     """Before Ray starts: every dataset is there with at least one batch of training sentences,
-    and on a CPU every run's memory estimate fits this machine (a run that cannot fit would be
-    refused by every trial, or killed without a word). Memory does not depend on the seed."""
+    and on a CPU every run's memory estimate fits this machine and its bfloat16 setting this CPU
+    (a run that cannot would be refused by every trial, or killed without a word). Memory does not depend on the seed."""
     import torch
 
     from bench.core import memory
     from bench.core.data import load_corpus, require_one_batch
+    from bench.core.loop import require_bf16_support
     CPU = torch.device("cpu")
     corpora: dict[tuple, Any] = {}
     for trial in {(t.label, t.dataset): t for t in trials}.values():
@@ -204,6 +205,7 @@ def check_data_and_memory(trials: list[Trial], experiment: Experiment, data_dir:
             require_one_batch(corpora[key], config.data.batch_size)
         if not experiment.resources.gpu:
             try:
+                require_bf16_support(config, CPU)
                 memory.check_fits(config, build_method(config.method, config.methods), corpora[key], CPU)
             except BenchError as err:
                 raise BenchError(f"{source}, run {trial.name}: {err}") from None

@@ -153,15 +153,20 @@ class RefinedPosterior(torch.nn.Module):
         return self.model.elbo_terms(x, *self.encode(x))
 
 
+def require_bf16_support(config: RunConfig, device: torch.device) -> None:
+    """``train.bf16`` on a CPU without bfloat16 instructions is refused in one line (before a sweep starts Ray, too)."""
+    if config.train.bf16 and device.type == "cpu" and not cpu_supports_bf16():
+        raise BenchError("train.bf16 is set, but this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX) "
+                         "that torch's LSTM can use; unset train.bf16 or train on a GPU")
+
+
 class Trainer:
     """Owns the model, the data and the schedule; a method's hooks see only ``self.context``."""
 
     def __init__(self, config: RunConfig, method: Method, corpus: Corpus, device: torch.device,
                  log: Callable[[str], None] = print):
         self.config, self.method, self.corpus, self.device, self.log = config, method, corpus, device, log
-        if config.train.bf16 and device.type == "cpu" and not cpu_supports_bf16():
-            raise BenchError("train.bf16 is set, but this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX) "
-                             "that torch's LSTM can use; unset train.bf16 or train on a GPU")
+        require_bf16_support(config, device)
         seed_everything(config.seed)
         exact_float32()
         self.model = build_model(method, len(corpus.vocab), config).to(device)

@@ -30,7 +30,7 @@ def grid_rows(effect_under_annealing: float) -> pd.DataFrame:
                                    0.5 + (-3.0 if seed == 0 else effect_under_annealing + 0.01 * seed))):
             rows.append({"label": label, "method": method, "seed": seed, "mi": mi, "au": 10 * mi, "kl": mi + 0.1,
                          "nll": 100.0 - mi, "feature_cosine_distance": 0.5, "max_at_start": float("nan"),
-                         "max_at_end": float("nan"), "uses_latent": True})
+                         "max_at_end": float("nan"), "mi_batch": mi, "train_hours": 0.1, "uses_latent": True})
         rows.append({"label": "lm", "method": "lm", "seed": seed, "mi": float("nan"), "uses_latent": False})
     return pd.DataFrame(rows).assign(dataset="ptb", evaluation="test", clean=True, mi_estimator="aggregate",
                                      iw_sentences=200)

@@ -91,11 +91,14 @@ def cell_table(grid: pd.DataFrame) -> str:
             runs = grid[(grid["objective"] == objective) & (grid["encoder"] == encoder)]
             peaks = runs[["max_at_start", "max_at_end"]].astype(float).dropna()
             rows.append([objective, encoder, runs.iloc[0]["label"], str(runs["seed"].nunique()),
-                         interval_text(runs["mi"], 2), interval_text(runs["au"], 1), f"{runs['kl'].mean():.2f}",
-                         f"{runs['nll'].mean():.2f}", f"{runs['feature_cosine_distance'].mean():.3f}",
-                         f"{peaks['max_at_start'].mean():.2f} / {peaks['max_at_end'].mean():.2f}" if len(peaks) else "-"])
-    return tabulate(rows, headers=["objective", "encoder", "run", "n", "MI", "AU", "KL", "NLL", "h(x) cos. dist.",
-                                   "peak at start / end"], tablefmt="github", disable_numparse=True)
+                         interval_text(runs["mi"], 2), f"{runs['mi_batch'].astype(float).mean():.2f}",
+                         interval_text(runs["au"], 1), f"{runs['kl'].mean():.2f}", f"{runs['nll'].mean():.2f}",
+                         f"{runs['feature_cosine_distance'].mean():.3f}",
+                         f"{peaks['max_at_start'].mean():.2f} / {peaks['max_at_end'].mean():.2f}" if len(peaks) else "-",
+                         f"{60 * runs['train_hours'].astype(float).mean():.1f}"])
+    return tabulate(rows, headers=["objective", "encoder", "run", "n", "MI", "MI (He et al.)", "AU", "KL", "NLL",
+                                   "h(x) cos. dist.", "peak at start / end", "train min"],
+                    tablefmt="github", disable_numparse=True)
 
 
 def comparisons(grid: pd.DataFrame) -> list[tuple[str, str, str, str]]:
@@ -209,7 +212,8 @@ def grid_section(summary: pd.DataFrame, family: verdicts.Family | None, figures:
             "Every latent model placed by the encoder it reads with and the objective that trains it (the run's "
             "label and method: `bench.analysis.grid`)" + (f", seeds {', '.join(map(str, seeds))} only (the "
             "experiment's confirmatory seeds)" if seeds else "") + ". Cells: mean ± half-width of the 95% t-interval over seeds; "
-            "'peak at start / end': the share of encoder dimensions whose maximum over time falls on the start "
+            "'MI (He et al.)': their per-batch estimate (`mi_batch`, capped at log 50); 'train min': training "
+            "minutes, mean over seeds (the tables' time ratios say which runs were timed alike); 'peak at start / end': the share of encoder dimensions whose maximum over time falls on the start "
             "or the end token in most test sentences (Bosc & Vincent's pooling study; '-' where not recorded). "
             "ΔMI carries the stated family's verdict (Holm over the family) where the family states it; ΔAU and "
             "ΔNLL are exploration (paired, uncorrected).", "", *lines]

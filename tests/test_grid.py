@@ -72,3 +72,10 @@ def test_runs_that_do_not_cross_encoders_with_objectives_get_no_section(tmp_path
     summary = grid_rows(1.0)
     plain = summary[summary["label"].isin(["vae", "pooling_max", "kl_anneal"])]
     assert grid.grid_section(plain, None, tmp_path / "figures") == []
+
+
+def test_two_runs_in_one_cell_are_not_a_grid(tmp_path):
+    """vae and vae_3x (the same method, longer) share the last state under the plain objective."""
+    summary = grid_rows(1.0)
+    longer = summary[summary["label"] == "vae"].assign(label="vae_3x")
+    assert grid.grid_section(pd.concat([summary, longer]), None, tmp_path / "figures") == []

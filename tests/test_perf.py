@@ -11,7 +11,7 @@ def test_perf_reports_methods_and_ratios(tmp_path, capsys):
     perf.main(["--profile", "smoke", "--methods", "vae,pooling", "--steps", "2", "--json", str(out)])
     again = tmp_path / "again.json"
     perf.main(["--profile", "smoke", "--methods", "vae", "--steps", "2", "--baseline", str(out), "--json", str(again),
-               "--bf16"])
+               "--bf16", "--length", "7"])
     text = capsys.readouterr().out
     assert "profile smoke: embed 16" in text and "vocab 200" in text and "train vs baseline" in text
     measured = json.loads(out.read_text())["measurements"]
@@ -24,6 +24,7 @@ def test_perf_reports_methods_and_ratios(tmp_path, capsys):
         assert bf16["train_bf16_tokens_per_s"] is None and "no bf16 on this CPU" in text
     assert "of matmul rate" in text
     assert json.loads(again.read_text())["matmul_gflop_per_s"] > 0
+    assert json.loads(again.read_text())["shape"]["length"] == 7  # the length timed, not the profile's
 
 
 def test_eval_share_times_both_settings_on_the_real_data(tmp_path, capsys):

@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     config, hardware = trainer.config, environment(device)["hardware"]
     matmul_rate = matmul_gflop_per_s(device)
     shape = {"embed": config.model.embed_dim, "hidden": config.model.encoder_hidden, "latent": config.model.latent_dim,
-             "vocab": len(trainer.corpus.vocab), "length": config.data.max_length or DEFAULT_LENGTH,
+             "vocab": len(trainer.corpus.vocab), "length": args.length or config.data.max_length or DEFAULT_LENGTH,
              "batch": config.data.batch_size, "iw_samples": config.eval.iw_samples}
     print(f"profile {args.profile}: " + ", ".join(f"{k} {v}" for k, v in shape.items())
           + f"; device {hardware['gpu'] or 'CPU'} ({hardware['torch_threads']} threads), "

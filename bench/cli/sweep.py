@@ -45,7 +45,6 @@ from bench.core.errors import BenchError, Interrupted, did_you_mean, handle_sigt
 from bench.core.lifecycle import plan_run
 from bench.core.method import build_method
 from bench.core.metric_specs import TEST_METRICS, summary_line
-from bench.core.stats import MARGINS
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ class Experiment:
     family: tuple = ()
 
 
-FAMILY_METRICS = ("mi", "nll", "kl", "au")  # what a stated family may compare on (each has a margin: MARGINS)
+FAMILY_METRICS = ("mi", "nll", "kl", "au")  # what a stated family may compare on (each has a margin: stats.MARGINS)
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def judged(grid: pd.DataFrame, family: verdicts.Family | None, scope: str, label
     stated = family.outcome(scope, label, metric, reference) if family else None
     if stated is not None:
         return stated, True
-    return verdicts.Family("", [verdicts.Comparison(scope, label, reference, metric)]).judge({scope: grid}).outcomes[0], False
+    return verdicts.uncorrected(grid, label, reference, metric), False
 
 
 def verdict_table(grid: pd.DataFrame, family: verdicts.Family | None, scope: str) -> str:
@@ -132,8 +132,8 @@ def verdict_table(grid: pd.DataFrame, family: verdicts.Family | None, scope: str
     for objective, encoder, label, reference in comparisons(grid):
         mi, stated = judged(grid, family, scope, label, reference, "mi")
         rows.append([objective, f"{encoder} − {LAST_STATE}", mi.cell() + ("" if stated else " (exploratory)"),
-                     judged(grid, None, scope, label, reference, "au")[0].cell(1),
-                     judged(grid, None, scope, label, reference, "nll")[0].cell()])
+                     verdicts.uncorrected(grid, label, reference, "au").cell(1),
+                     verdicts.uncorrected(grid, label, reference, "nll").cell()])
     return tabulate(rows, headers=["objective", "encoder", "ΔMI (verdict)", "ΔAU (exploratory)",
                                    "ΔNLL (exploratory)"], tablefmt="github", disable_numparse=True)
 

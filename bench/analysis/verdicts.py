@@ -160,6 +160,11 @@ class Family:
                 f"true ΔMI of {effect:g} nats is found with probability {power:.2f}.")
 
 
+def uncorrected(rows: pd.DataFrame, label: str, reference: str, metric: str) -> Outcome:
+    """One paired comparison judged alone (no family, no correction): exploration, to be labelled so."""
+    return Family("", [Comparison("", label, reference, metric)]).judge({"": rows}).outcomes[0]
+
+
 def _t975(n: int) -> float:
     from scipy import stats
     return float(stats.t.ppf(0.975, n - 1))

@@ -191,11 +191,15 @@ def changed_hooks(name: str) -> list[str]:
     """The hooks that the method registered as ``name`` (one part, not a combination) overrides:
     none for the standard VAE; ``encoder_summary`` for a method that changes what the encoder reads."""
     cls = method_class(name)
-    return [hook for hook in HOOKS if getattr(cls, hook) is not getattr(Method, hook)]
+    return [hook for hook in HOOKS if _overrides(cls, hook)]
+
+
+def _overrides(cls: type[Method], hook: str) -> bool:
+    return getattr(cls, hook) is not getattr(Method, hook)
 
 
 def _defines(part: Method, hook: str) -> bool:
-    return getattr(type(part), hook) is not getattr(Method, hook)
+    return _overrides(type(part), hook)
 
 
 def defines(method: Method, hook: str) -> bool:

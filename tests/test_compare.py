@@ -13,7 +13,8 @@ from bench.core.errors import BenchError
 
 
 def write_record(results, label, dataset, seed, nll, kl, hours, profile="cpu", status="finished", gpu=None,
-                 per_sentence=None, iw_sentences=2000, cpu_share=1.0, concurrent_trials=2, host_speed=None):
+                 per_sentence=None, iw_sentences=2000, cpu_share=1.0, concurrent_trials=2, host_speed=None,
+                 config=None):
     folder = results / profile / dataset / label / f"seed{seed}-{abs(hash((label, seed))) % 10**6:06d}"
     folder.mkdir(parents=True)
     if per_sentence is not None:  # a run's NLL is the mean over the sentences it scored
@@ -25,7 +26,7 @@ def write_record(results, label, dataset, seed, nll, kl, hours, profile="cpu", s
                                    "nll_per_sentence": per_sentence}},
               "timing": {"train_hours": hours, **({} if cpu_share is None else {"train_cpu_share": cpu_share}),
                          **({} if host_speed is None else {"host_speed": host_speed})},
-              "concurrent_trials": concurrent_trials}
+              "concurrent_trials": concurrent_trials, **({} if config is None else {"config": config})}
     (folder / "record.json").write_text(json.dumps(record))
 
 
@@ -132,6 +133,26 @@ def test_one_seed_or_different_test_sentences_give_no_interval(tmp_path, capsys)
     out = capsys.readouterr().out
     pooling_row = next(line for line in out.splitlines() if line.startswith("| pooling "))
     assert "+0.30 (n=1)" in pooling_row and "[" not in pooling_row
+
+
+def test_precisions_are_compared_only_for_one_configuration_against_itself(tmp_path):
+    """float32 against bfloat16 is the bfloat16 check's own comparison (one method trained both
+    ways); any other comparison across precisions is refused, in tables and in verdicts."""
+    from bench.analysis import verdicts
+    root = tmp_path / "results"
+
+    def config(seed, bf16, hidden=128):
+        return {"seed": seed, "model": {"encoder_hidden": hidden}, "train": {"lr": 1.0, "bf16": bf16}}
+    for seed in (0, 1, 2):
+        write_record(root, "vae", "d", seed, 40.0 + seed, 0.0, 1.0, config=config(seed, False))
+        write_record(root, "vae_bf16", "d", seed, 40.1 + seed, 0.0, 1.0, config=config(seed, True))
+        write_record(root, "wide_bf16", "d", seed, 39.0 + seed, 0.0, 1.0, config=config(seed, True, hidden=512))
+    frame = compare.load_records(root, ["d"], None)
+    assert compare.difference(frame, "d", "vae_bf16", "vae", "nll").estimate == pytest.approx(0.1)
+    assert compare.difference(frame, "d", "wide_bf16", "vae", "nll") is None  # another model, another precision
+    assert compare.difference(frame, "d", "wide_bf16", "vae_bf16", "nll").estimate == pytest.approx(-1.1)
+    test, reason = verdicts.paired(frame.assign(clean=True), "wide_bf16", "vae", "nll")
+    assert test is None and reason == "trained at different precisions (float32 and bfloat16)"
 
 
 def test_published_rows_and_differences_are_labelled(results, capsys):

@@ -83,7 +83,7 @@ def paired(rows: pd.DataFrame, label: str, reference: str, metric: str,
     a, b = clean(a_runs), clean(b_runs)
     if not len(a) or not len(b):
         return None, "records from uncommitted code: no verdict"
-    if reason := results_layer.incomparable(pd.concat([a, b]), metric):
+    if reason := results_layer.incomparable(a, b, metric):
         return None, reason
     test = paired_difference(per_seed(a, label, metric), per_seed(b, reference, metric))
     if test.n == 0:

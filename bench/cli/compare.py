@@ -61,7 +61,7 @@ def difference(frame: pd.DataFrame, dataset: str, label: str, reference: str, me
     a, b = runs_of(frame, dataset, label), runs_of(frame, dataset, reference)
     if not len(a) or not len(b):
         return None
-    if results_layer.incomparable(pd.concat([a, b]), metric):
+    if results_layer.incomparable(a, b, metric):
         return None
     test = paired_difference(results_layer.per_seed(a, label, metric), results_layer.per_seed(b, reference, metric))
     return None if test.n == 0 else test.interval

@@ -42,6 +42,7 @@ after it was written) is NaN in its row, never an error, so that old results sta
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Iterable
@@ -63,7 +64,8 @@ EVALUATIONS = (("", "test"), (REFINED_SUFFIX, "test_refined"))
 DISPERSION = ("feature_variance", "feature_cosine_distance", "mu_variance", "max_at_start", "max_at_end")
 ID_COLUMNS = ("label", "dataset", "profile", "seed", "run_id", "evaluation")
 MI_COLUMNS = ("mi_se", "mi_estimator", "mi_batch", "mi_above_kl")
-ROW_COLUMNS = (*ID_COLUMNS, "method", "uses_latent", *(m.name for m in TEST_METRICS), *MI_COLUMNS, "clean", "iw_samples",
+ROW_COLUMNS = (*ID_COLUMNS, "method", "uses_latent", "precision", "setting", *(m.name for m in TEST_METRICS),
+               *MI_COLUMNS, "clean", "iw_samples",
                "iw_sentences", "nll_per_sentence", *DISPERSION, "final_valid_kl", "lr_decays",
                "train_hours", "timing_condition", "host_speed", "hardware")
 
@@ -81,6 +83,7 @@ def run_rows(found: Iterable[dict[str, Any]]) -> pd.DataFrame:
             rows.append({"label": record.get("label", record["method"]) + suffix, "dataset": record["dataset"],
                          "profile": record["profile"], "seed": record["seed"], "run_id": record.get("run_id"),
                          "evaluation": key, "method": record["method"], "uses_latent": uses_latent(record),
+                         "precision": precision(record), "setting": setting_apart_from_precision(record),
                          **{m.name: test.get(m.name, math.nan) for m in TEST_METRICS},
                          **mi_columns(record, key), "clean": clean_tree(record), "iw_samples": test.get("iw_samples"),
                          "iw_sentences": test.get("iw_sentences"), "nll_per_sentence": test.get("nll_per_sentence"),
@@ -139,10 +142,17 @@ def per_seed(rows: pd.DataFrame, label: str, metric: str) -> dict[int, float]:
     return {int(seed): float(group[metric].astype(float).mean()) for seed, group in runs.groupby("seed")}
 
 
-def incomparable(runs: pd.DataFrame, metric: str) -> str | None:
-    """Why ``metric`` cannot be compared between these runs, or None: MI from different estimators,
-    or an NLL scored on different test sentences (the first N of the split: the same N, the same
-    sentences)."""
+def incomparable(a: pd.DataFrame, b: pd.DataFrame, metric: str) -> str | None:
+    """Why ``metric`` cannot be compared between runs ``a`` and ``b`` (its two sides), or None: MI
+    from different estimators, an NLL scored on different test sentences (the first N of the
+    split: the same N, the same sentences), or runs trained at different precisions, unless the
+    two sides are one configuration trained in float32 and in bfloat16 (the bfloat16 check's
+    comparison): a table never mixes precisions within any other comparison."""
+    runs = pd.concat([a, b])
+    if "precision" in runs and runs["precision"].nunique() > 1 and not (
+            a["precision"].nunique() == b["precision"].nunique() == 1
+            and runs["setting"].notna().all() and runs["setting"].nunique() == 1):
+        return "trained at different precisions (float32 and bfloat16)"
     if metric == "mi" and runs["mi_estimator"].dropna().nunique() > 1:
         return "MI estimated differently on the two sides"
     if metric in ("nll", "ppl") and runs["iw_sentences"].nunique(dropna=False) > 1:
@@ -151,6 +161,21 @@ def incomparable(runs: pd.DataFrame, metric: str) -> str | None:
 
 
 # -- queries on one record ---------------------------------------------------------------
+def precision(record: dict[str, Any]) -> str:
+    """The precision the run trained at: ``bfloat16`` under ``train.bf16``, else ``float32``."""
+    return "bfloat16" if record.get("config", {}).get("train", {}).get("bf16") else "float32"
+
+
+def setting_apart_from_precision(record: dict[str, Any]) -> str | None:
+    """The run's configuration and method settings less its seed and training precision, as one
+    string (None for a record without its configuration): two runs with the same one are the same
+    method trained twice, whichever precision each used."""
+    if "config" not in record:
+        return None
+    config = {**record["config"], "seed": None, "train": {**record["config"].get("train", {}), "bf16": None}}
+    return json.dumps([config, record.get("method_settings")], sort_keys=True)
+
+
 def uses_latent(record: dict[str, Any]) -> bool:
     """Whether the run's model has a latent variable (the language model has none). Every
     record states it (lifecycle.new_record; the committed records written before the field

@@ -50,7 +50,7 @@ def test_the_grid_section_gives_the_stated_verdict_per_objective_and_the_figure(
     opposite and must not count) and nothing under the plain objective: the section says so."""
     summary = grid_rows(1.0)
     family = stated_family(summary, experiment(tmp_path))
-    lines = grid.grid_section(summary, family, tmp_path / "figures", seeds=(3, 4, 5, 6, 7))
+    lines = grid.grid_section(summary, [family], tmp_path / "figures")
     text = "\n".join(lines)
     assert "## Encoder x objective" in text and "lm" not in grid.grid_frame(summary)["label"].tolist()
     assert "kl_anneal: pooling_max keeps more information than the last state (+1.05 [" in text
@@ -59,23 +59,43 @@ def test_the_grid_section_gives_the_stated_verdict_per_objective_and_the_figure(
     assert (tmp_path / "figures" / "grid_ptb.png").is_file() and (tmp_path / "figures" / "grid_ptb.pdf").is_file()
     cells = text.split("| objective")[1]
     assert "| kl_anneal   | pooling_max" in cells and "| 5   |" in cells and "| 6   |" not in cells  # seed 0 left out
-    assert "seeds 3, 4, 5, 6, 7 only" in text
+    assert "Seeds 3, 4, 5, 6, 7 only" in text
 
 
 def test_a_comparison_the_family_does_not_state_is_labelled_exploration(tmp_path):
     summary = grid_rows(0.0)
-    lines = grid.grid_section(summary, None, tmp_path / "figures")
+    lines = grid.grid_section(summary, [], tmp_path / "figures")
     assert "(exploratory)" in "\n".join(lines)
 
 
 def test_runs_that_do_not_cross_encoders_with_objectives_get_no_section(tmp_path):
     summary = grid_rows(1.0)
     plain = summary[summary["label"].isin(["vae", "pooling_max", "kl_anneal"])]
-    assert grid.grid_section(plain, None, tmp_path / "figures") == []
+    assert grid.grid_section(plain, [], tmp_path / "figures") == []
 
 
 def test_two_runs_in_one_cell_are_not_a_grid(tmp_path):
     """vae and vae_3x (the same method, longer) share the last state under the plain objective."""
     summary = grid_rows(1.0)
     longer = summary[summary["label"] == "vae"].assign(label="vae_3x")
-    assert grid.grid_section(pd.concat([summary, longer]), None, tmp_path / "figures") == []
+    assert grid.grid_section(pd.concat([summary, longer]), [], tmp_path / "figures") == []
+
+
+def test_each_dataset_is_judged_by_the_family_of_its_own_experiment_file(tmp_path):
+    """One results folder, two studies (one experiment file per dataset): each family is judged on
+    its own file's datasets over its own confirmatory seeds, and each dataset's section says so."""
+    ptb = experiment(tmp_path)
+    yahoo_path = tmp_path / "yahoo.yaml"
+    yahoo_path.write_text("profile: smoke\ndatasets: [yahoo_resplit]\nseeds: [3, 4, 5]\nconfirmatory_seeds: [3, 4, 5]\n"
+                          "runs: [vae, {label: pooling_max, method: pooling}, kl_anneal, "
+                          "{label: pooling_max+kl_anneal, method: pooling+kl_anneal}]\n"
+                          "family: [[pooling_max+kl_anneal, kl_anneal]]\n")
+    summary = pd.concat([grid_rows(1.0), grid_rows(0.0).assign(dataset="yahoo_resplit")])
+    families = [stated_family(summary, ptb), stated_family(summary, load_experiment(yahoo_path))]
+    assert [f.scopes for f in families] == [{"ptb"}, {"yahoo_resplit"}] and families[1].seeds == (3, 4, 5)
+    text = "\n".join(grid.grid_section(summary, families, tmp_path / "figures"))
+    ptb_part, yahoo_part = text.split("### ptb")[1].split("### yahoo_resplit")
+    assert "Seeds 3, 4, 5, 6, 7 only" in ptb_part and "Seeds 3, 4, 5 only" in yahoo_part
+    assert "kl_anneal: pooling_max keeps more information than the last state (+1.05 [" in ptb_part
+    assert "by less than the 0.1-nat margin (+0.04 [+0.01, +0.08], n=3)" in yahoo_part  # seeds 3-5 alone
+    assert "plain: pooling_max" in yahoo_part and "(exploratory)" in yahoo_part  # not in Yahoo's family

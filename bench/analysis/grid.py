@@ -191,19 +191,23 @@ def plot_grid(grid: pd.DataFrame, scope: str, out: Path) -> str:
     return save(figure, out / f"grid_{scope}")
 
 
-def grid_section(summary: pd.DataFrame, family: verdicts.Family | None, figures: Path,
-                 seeds: tuple[int, ...] = ()) -> list[str]:
+def grid_section(summary: pd.DataFrame, families: list[verdicts.Family], figures: Path) -> list[str]:
     """The report's "Encoder x objective" section, per dataset whose runs form a grid (else nothing);
-    ``seeds``: the experiment's confirmatory seeds, the only ones its cells and tests use (the others
-    were seen before the family was stated)."""
-    if seeds:
-        summary = summary[summary["seed"].isin(seeds)]
+    a dataset's verdicts are those of the stated family judged on it (``families``: one per
+    experiment file), and its cells use only the seeds that family was judged over (the
+    confirmatory seeds: the others were seen before the family was stated)."""
     lines = []
     for scope in sorted(summary["dataset"].unique()):
-        grid = grid_frame(summary[summary["dataset"] == scope])
+        family = next((f for f in families if scope in f.scopes), None)
+        seeds = family.seeds if family else ()
+        rows = summary[summary["dataset"] == scope]
+        grid = grid_frame(rows[rows["seed"].isin(seeds)] if seeds else rows)
         if not is_grid(grid):
             continue
-        lines += [f"### {scope}", "", cell_table(grid), "",
+        lines += [f"### {scope}", ""]
+        if seeds:
+            lines += [f"Seeds {', '.join(map(str, seeds))} only (the experiment's confirmatory seeds).", ""]
+        lines += [cell_table(grid), "",
                   "Per objective, each encoder minus the last state, paired by seed:", "",
                   verdict_table(grid, family, scope), "", rq2_per_objective(grid, family, scope), "",
                   f"![grid](figures/{plot_grid(grid, scope, figures)})", ""]
@@ -211,8 +215,7 @@ def grid_section(summary: pd.DataFrame, family: verdicts.Family | None, figures:
         return []
     return ["## Encoder x objective", "",
             "Every latent model placed by the encoder it reads with and the objective that trains it (the run's "
-            "label and method: `bench.analysis.grid`)" + (f", seeds {', '.join(map(str, seeds))} only (the "
-            "experiment's confirmatory seeds)" if seeds else "") + ". Cells: mean ± half-width of the 95% t-interval over seeds; "
+            "label and method: `bench.analysis.grid`). Cells: mean ± half-width of the 95% t-interval over seeds; "
             "'MI (He et al.)': their per-batch estimate (`mi_batch`, capped at log 50); 'train min': training "
             "minutes, mean over seeds (the tables' time ratios say which runs were timed alike); 'peak at start / end': the share of encoder dimensions whose maximum over time falls on the start "
             "or the end token in most test sentences (Bosc & Vincent's pooling study; '-' where not recorded). "

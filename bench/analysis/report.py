@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -352,19 +353,25 @@ def stated_entries(experiment) -> list[tuple[str, str, str]]:
 
 
 def stated_family(summary: pd.DataFrame, experiment) -> verdicts.Family:
-    """The experiment's own family (``family`` in its file, stated before its runs), judged over
-    its confirmatory seeds where it names them."""
-    datasets = sorted(summary["dataset"].unique())
-    family = verdicts.Family("the experiment's stated comparisons",
+    """The experiment's own family (``family`` in its file, stated before its runs), judged on
+    the experiment's datasets over its confirmatory seeds where it names them."""
+    datasets = stated_datasets(summary, experiment)
+    family = verdicts.Family(f"the stated comparisons ({', '.join(datasets)})",
                              [verdicts.Comparison(d, a, b, metric, "stated") for a, b, metric in stated_entries(experiment)
                               for d in datasets],
                              confirmatory=bool(experiment.confirmatory_seeds))
     return family.judge({d: summary[summary["dataset"] == d] for d in datasets}, experiment.confirmatory_seeds or None)
 
 
+def stated_datasets(summary: pd.DataFrame, experiment) -> list[str]:
+    """The experiment's datasets that ``summary`` holds runs of: where its family is judged (a
+    results folder may hold another experiment's runs on other datasets, with a family of its own)."""
+    return sorted(set(experiment.datasets) & set(summary["dataset"]))
+
+
 def stated_section(summary: pd.DataFrame, experiment, family: verdicts.Family) -> list[str]:
     """The stated family's statement and one verdict table."""
-    datasets = sorted(summary["dataset"].unique())
+    datasets = stated_datasets(summary, experiment)
     from tabulate import tabulate
     rows = [[f"{a} − {b}", metric, *[family.outcome(d, a, metric, b).cell() for d in datasets]]
             for a, b, metric in stated_entries(experiment)]
@@ -419,10 +426,11 @@ def retrained_samples_section(found: list[dict], samples: Path, profile: str) ->
                           f"{(shown[0]['code'].get('commit') or '?')[:10]}): {same}.", ""] + section[2:]
 
 
-def write_report(results: Path, profile: str | None, out: Path | None = None, experiment=None,
+def write_report(results: Path, profile: str | None, out: Path | None = None, experiments: Sequence = (),
                  force: bool = False, samples: Path | None = None) -> Path:
-    """``results/REPORT.md`` (or ``out``) from the finished records; with ``experiment`` (a loaded
-    experiment file that states a ``family``) the report opens with that family's verdicts. An
+    """``results/REPORT.md`` (or ``out``) from the finished records; with ``experiments`` (loaded
+    experiment files that state a ``family``) the report opens with each family's verdicts, each
+    judged on its own experiment's datasets (one study run per dataset, in one folder). An
     existing report built from more runs or another profile is kept unless ``force``. ``samples``:
     a results folder of runs of the same configurations trained later (records made before text
     samples were kept have none) whose text the report shows instead, saying so."""
@@ -441,11 +449,14 @@ def write_report(results: Path, profile: str | None, out: Path | None = None, ex
     if profile != "paper":
         lines += [f"**Reduced profile '{profile}'**: smaller model, less data and training than the papers. "
                   "These numbers are not comparable with the published ones shown beside them.", ""]
-    family = stated_family(summary, experiment) if experiment is not None and experiment.family else None
-    if family:
-        lines += ["## The experiment's stated comparisons", "",
-                  *[f"{p}\n" for p in stated_section(summary, experiment, family)]]
-    lines += grid.grid_section(summary, family, figures, experiment.confirmatory_seeds if family else ())
+    families = []
+    for experiment in experiments:
+        if not experiment.family or not stated_datasets(summary, experiment):
+            continue
+        families.append(stated_family(summary, experiment))
+        lines += [f"## The stated comparisons ({', '.join(stated_datasets(summary, experiment))})", "",
+                  *[f"{p}\n" for p in stated_section(summary, experiment, families[-1])]]
+    lines += grid.grid_section(summary, families, figures)
     lines += ["## Answers to the research questions", "", *[f"{p}\n" for p in answers(summary, profile)]]
     measured = compare.aggregate(compare.load_records(results, sorted(summary["dataset"].unique()), profile))
     published = compare.load_published(sorted(summary["dataset"].unique()), include_unverified=False)
@@ -488,9 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=records.DEFAULT_RESULTS, metavar="DIR")
     parser.add_argument("--profile", metavar="NAME", help="which profile's records (needed when several exist)")
-    parser.add_argument("--experiment", type=Path, metavar="FILE",
+    parser.add_argument("--experiment", type=Path, metavar="FILE", action="append", default=[],
                         help="an experiment file whose `family` (stated before its runs) the report judges first, "
-                             "over its `confirmatory_seeds`")
+                             "on the file's datasets over its `confirmatory_seeds`; repeat it for a study run as "
+                             "one file per dataset")
     parser.add_argument("--out", type=Path, metavar="DIR", help="where REPORT.md and figures/ go (default: --results)")
     parser.add_argument("--force", action="store_true",
                         help="replace an existing REPORT.md even when the new one has fewer runs or another profile")
@@ -498,11 +510,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="show the text samples of runs of the same configurations in DIR (retrained with "
                              "samples kept) instead of those of --results")
     args = parser.parse_args(argv)
-    experiment = None
-    if args.experiment is not None:
-        from bench.cli.sweep import load_experiment
-        experiment = load_experiment(args.experiment)
-    print(f"report: {write_report(args.results, args.profile, args.out, experiment, args.force, args.samples)}")
+    from bench.cli.sweep import load_experiment
+    experiments = [load_experiment(path) for path in args.experiment]
+    print(f"report: {write_report(args.results, args.profile, args.out, experiments, args.force, args.samples)}")
     return 0
 
 

@@ -101,10 +101,12 @@ class Family:
     comparisons: list[Comparison]
     confirmatory: bool = False
     outcomes: list[Outcome] = field(default_factory=list)
+    seeds: tuple[int, ...] = ()  # the seeds judged over (all when empty)
 
     def judge(self, rows_of: dict[str, pd.DataFrame], seeds: Sequence[int] | None = None) -> "Family":
-        """Test every comparison on ``rows_of[scope]``; Holm over those with a test."""
-        self.outcomes = []
+        """Test every comparison on ``rows_of[scope]`` (over ``seeds`` only, where given); Holm
+        over those with a test."""
+        self.outcomes, self.seeds = [], tuple(seeds or ())
         for comparison in self.comparisons:
             rows = rows_of.get(comparison.scope)
             test, reason = (None, "not run") if rows is None else \
@@ -115,6 +117,10 @@ class Family:
             outcome.adjusted_p = adjusted
             outcome.verdict = verdict(outcome.test, MARGINS.get(outcome.comparison.metric, 0.0), adjusted)
         return self
+
+    @property
+    def scopes(self) -> set[str]:
+        return {c.scope for c in self.comparisons}
 
     @property
     def tested(self) -> list[Outcome]:

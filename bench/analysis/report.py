@@ -451,10 +451,11 @@ def write_report(results: Path, profile: str | None, out: Path | None = None, ex
                   "These numbers are not comparable with the published ones shown beside them.", ""]
     families = []
     for experiment in experiments:
-        if not experiment.family or not stated_datasets(summary, experiment):
+        datasets = stated_datasets(summary, experiment)
+        if not experiment.family or not datasets:
             continue
         families.append(stated_family(summary, experiment))
-        lines += [f"## The stated comparisons ({', '.join(stated_datasets(summary, experiment))})", "",
+        lines += [f"## The stated comparisons ({', '.join(datasets)})", "",
                   *[f"{p}\n" for p in stated_section(summary, experiment, families[-1])]]
     lines += grid.grid_section(summary, families, figures)
     lines += ["## Answers to the research questions", "", *[f"{p}\n" for p in answers(summary, profile)]]

@@ -198,14 +198,10 @@ def _overrides(cls: type[Method], hook: str) -> bool:
     return getattr(cls, hook) is not getattr(Method, hook)
 
 
-def _defines(part: Method, hook: str) -> bool:
-    return _overrides(type(part), hook)
-
-
 def defines(method: Method, hook: str) -> bool:
     """Whether ``method`` (or, for a combination, one of its parts) overrides ``hook``."""
     parts = method.parts if isinstance(method, CombinedMethod) else [method]
-    return any(_defines(part, hook) for part in parts)
+    return any(_overrides(type(part), hook) for part in parts)
 
 
 class CombinedMethod(Method):
@@ -220,7 +216,7 @@ class CombinedMethod(Method):
         self.uses_latent = parts[0].uses_latent
         self.differentiates_twice = any(p.differentiates_twice for p in parts)
         for hook in HOOKS:
-            owners = [p for p in parts if _defines(p, hook)]
+            owners = [p for p in parts if _overrides(type(p), hook)]
             if len(owners) > 1:
                 raise BenchError(f"methods {' and '.join(p.name for p in owners)} both change {hook}; "
                                  "they are not orthogonal and cannot be combined")

@@ -99,3 +99,13 @@ def test_each_dataset_is_judged_by_the_family_of_its_own_experiment_file(tmp_pat
     assert "kl_anneal: pooling_max keeps more information than the last state (+1.05 [" in ptb_part
     assert "by less than the 0.1-nat margin (+0.04 [+0.01, +0.08], n=3)" in yahoo_part  # seeds 3-5 alone
     assert "plain: pooling_max" in yahoo_part and "(exploratory)" in yahoo_part  # not in Yahoo's family
+
+
+def test_a_confirmatory_family_gives_no_verdict_before_all_its_seeds_are_in(tmp_path):
+    """Seeds 3-7 named, 3 and 4 run: an interim look, not a verdict (and not in Holm's count)."""
+    summary = grid_rows(1.0)
+    partial = summary[summary["seed"].isin([0, 3, 4])]
+    family = stated_family(partial, experiment(tmp_path))
+    assert not family.tested
+    assert {o.reason for o in family.outcomes} == {"interim: 2 of 5 confirmatory seeds, no verdict"}
+    assert stated_family(summary, experiment(tmp_path)).tested  # all five in: judged

@@ -105,12 +105,16 @@ class Family:
 
     def judge(self, rows_of: dict[str, pd.DataFrame], seeds: Sequence[int] | None = None) -> "Family":
         """Test every comparison on ``rows_of[scope]`` (over ``seeds`` only, where given); Holm
-        over those with a test."""
+        over those with a test. A confirmatory family tests a comparison only once every one of
+        its named seeds is in."""
         self.outcomes, self.seeds = [], tuple(seeds or ())
         for comparison in self.comparisons:
             rows = rows_of.get(comparison.scope)
             test, reason = (None, "not run") if rows is None else \
                 paired(rows, comparison.label, comparison.reference, comparison.metric, seeds)
+            if test is not None and self.confirmatory and seeds and test.n < len(seeds):
+                # judging a stated sample before all of it is in is an interim look (optional stopping)
+                test, reason = None, f"interim: {test.n} of {len(seeds)} confirmatory seeds, no verdict"
             self.outcomes.append(Outcome(comparison, test, reason))
         tested = [o for o in self.outcomes if o.tested]
         for outcome, adjusted in zip(tested, holm([o.test.p for o in tested])):

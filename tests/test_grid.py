@@ -92,7 +92,7 @@ def test_each_dataset_is_judged_by_the_family_of_its_own_experiment_file(tmp_pat
                           "family: [[pooling_max+kl_anneal, kl_anneal]]\n")
     summary = pd.concat([grid_rows(1.0), grid_rows(0.0).assign(dataset="yahoo_resplit")])
     families = [stated_family(summary, ptb), stated_family(summary, load_experiment(yahoo_path))]
-    assert [f.scopes for f in families] == [{"ptb"}, {"yahoo_resplit"}] and families[1].seeds == (3, 4, 5)
+    assert [f.scopes for f in families] == [{"ptb"}, {"yahoo_resplit"}] and families[1].seeds_of == {"yahoo_resplit": (3, 4, 5)}
     text = "\n".join(grid.grid_section(summary, families, tmp_path / "figures"))
     ptb_part, yahoo_part = text.split("### ptb")[1].split("### yahoo_resplit")
     assert "Seeds 3, 4, 5, 6, 7 only" in ptb_part and "Seeds 3, 4, 5 only" in yahoo_part

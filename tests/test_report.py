@@ -77,6 +77,22 @@ def test_rq2_paragraph_follows_the_numbers():
     assert "records from uncommitted code: no verdict" in dirty and "as the paper claims" not in dirty
 
 
+def test_answers_withhold_a_verdict_until_every_named_seed_is_in():
+    """An experiment named seeds 0-4 for dataset d; with seeds 0-2 in, the research questions are
+    an interim look (no verdict, out of Holm's count), as the experiment's own family is."""
+    from bench.analysis.verdicts import Family
+    named = Family("stated", [], confirmatory=True, seeds_of={"d": (0, 1, 2, 3, 4)})
+    family, rq1, *questions = answers(summary_rows(seeds=(0, 1, 2)), "paper", [named])
+    assert "Judged over the seeds named in advance only (d 0, 1, 2, 3, 4)" in family
+    interim = " ".join(questions)  # RQ2-RQ4 (RQ1 is exploration, labelled so)
+    assert "max pooling: no verdict (interim: 3 of 5 confirmatory seeds, no verdict)" in interim
+    assert "as the paper claims" not in interim and "higher:" not in interim and "lower:" not in interim
+    assert "NLL (nats): interim: 3 of 5 confirmatory seeds, no verdict" in interim
+    judged = " ".join(answers(summary_rows(seeds=(0, 1, 2, 3, 4, 9)), "paper", [named]))
+    assert "pooling keeps more information than the VAE, as the paper claims" in judged
+    assert "higher: +2.60 [" in judged and ", n=5" in judged  # seed 9, not named, is left out
+
+
 def test_family_verdicts_are_paired_corrected_and_need_the_margin():
     import pandas as pd
     from bench.analysis.report import report_family

@@ -199,7 +199,7 @@ def grid_section(summary: pd.DataFrame, families: list[verdicts.Family], figures
     lines = []
     for scope in sorted(summary["dataset"].unique()):
         family = next((f for f in families if scope in f.scopes), None)
-        seeds = family.seeds if family else ()
+        seeds = family.seeds_of.get(scope, ()) if family else ()
         rows = summary[summary["dataset"] == scope]
         grid = grid_frame(rows[rows["seed"].isin(seeds)] if seeds else rows)
         if not is_grid(grid):

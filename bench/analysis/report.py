@@ -155,11 +155,13 @@ def collapsed(kl: float, mi: float, au: float) -> bool:
     return au < 1 and min(kl, mi) < COLLAPSED_KL
 
 
-def answers(summary: pd.DataFrame, profile: str) -> list[str]:
+def answers(summary: pd.DataFrame, profile: str, stated: Sequence[verdicts.Family] = ()) -> list[str]:
     """The report's verdicts, family first, then one paragraph per research question, from the
-    numbers (:mod:`bench.analysis.verdicts`: paired by seed, Holm over the stated family)."""
+    numbers (:mod:`bench.analysis.verdicts`: paired by seed, Holm over the stated family). On a
+    dataset whose experiment named its confirmatory seeds (``stated``: the experiments' own
+    families), the answers are judged over those seeds alone, and give no verdict before all are in."""
     scale = "at paper scale" if profile == "paper" else f"on the reduced '{profile}' profile, not at paper scale"
-    family = report_family(summary)
+    family = report_family(summary, seeds_of={scope: seeds for f in stated for scope, seeds in f.seeds_of.items()})
     text = [" ".join(filter(None, (family.statement(), verdicts.clean_note(summary), verdicts.estimator_note(summary))))]
     text.append(rq1(summary, scale))
     for dataset in sorted(summary["dataset"].unique()):
@@ -168,10 +170,12 @@ def answers(summary: pd.DataFrame, profile: str) -> list[str]:
     return text
 
 
-def report_family(summary: pd.DataFrame, name: str = "the report's verdicts") -> verdicts.Family:
+def report_family(summary: pd.DataFrame, name: str = "the report's verdicts",
+                  seeds_of: dict[str, Sequence[int]] | None = None) -> verdicts.Family:
     """The confirmatory questions of a comparison, per dataset: every remedy − the VAE on MI (RQ2),
     max pooling − the previous best on NLL (RQ3), max pooling − the VAE on NLL (RQ4); Holm over all.
-    Runs with 3x the training and refined-posterior rows are left to the scale evidence."""
+    Runs with 3x the training and refined-posterior rows are left to the scale evidence.
+    ``seeds_of``: per dataset, the seeds an experiment named in advance (judged over those alone)."""
     comparisons = []
     for dataset in sorted(summary["dataset"].unique()):
         rows = summary[summary["dataset"] == dataset]
@@ -184,7 +188,7 @@ def report_family(summary: pd.DataFrame, name: str = "the report's verdicts") ->
                 comparisons.append(verdicts.Comparison(dataset, pooling, best, "nll", "RQ3"))
             comparisons.append(verdicts.Comparison(dataset, pooling, BASELINE, "nll", "RQ4"))
     return verdicts.Family(name, comparisons).judge(
-        {d: summary[summary["dataset"] == d] for d in summary["dataset"].unique()})
+        {d: summary[summary["dataset"] == d] for d in summary["dataset"].unique()}, seeds_of or {})
 
 
 def exploratory(rows: pd.DataFrame, label: str, reference: str, metric: str) -> str:
@@ -299,7 +303,7 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str, family: ver
     pooling = pooling_label(rows)
     if BASELINE in set(rows["label"]) and len(remedies(rows)):
         outcome = family.outcome(dataset, pooling, "mi")
-        answer = "not answerable here" if outcome is None or not outcome.tested else {
+        answer = "not answerable here" if outcome is None else f"no verdict ({outcome.cell()})" if not outcome.tested else {
             "higher": "pooling keeps more information than the VAE, as the paper claims",
             "lower": "pooling keeps less information than the VAE, unlike the paper's claim",
             "equivalent": "pooling keeps the same information as the VAE within the margin: it does not prevent collapse here",
@@ -458,7 +462,7 @@ def write_report(results: Path, profile: str | None, out: Path | None = None, ex
         lines += [f"## The stated comparisons ({', '.join(datasets)})", "",
                   *[f"{p}\n" for p in stated_section(summary, experiment, families[-1])]]
     lines += grid.grid_section(summary, families, figures)
-    lines += ["## Answers to the research questions", "", *[f"{p}\n" for p in answers(summary, profile)]]
+    lines += ["## Answers to the research questions", "", *[f"{p}\n" for p in answers(summary, profile, families)]]
     measured = compare.aggregate(compare.load_records(results, sorted(summary["dataset"].unique()), profile))
     published = compare.load_published(sorted(summary["dataset"].unique()), include_unverified=False)
     lines += samples_section(found) if samples is None else retrained_samples_section(found, samples, profile)

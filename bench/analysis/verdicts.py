@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -101,20 +101,22 @@ class Family:
     comparisons: list[Comparison]
     confirmatory: bool = False
     outcomes: list[Outcome] = field(default_factory=list)
-    seeds: tuple[int, ...] = ()  # the seeds judged over (all when empty)
+    seeds_of: dict[str, tuple[int, ...]] = field(default_factory=dict)  # per scope, the seeds named (all if absent)
 
-    def judge(self, rows_of: dict[str, pd.DataFrame], seeds: Sequence[int] | None = None) -> "Family":
-        """Test every comparison on ``rows_of[scope]`` (over ``seeds`` only, where given); Holm
-        over those with a test. A confirmatory family tests a comparison only once every one of
-        its named seeds is in."""
-        self.outcomes, self.seeds = [], tuple(seeds or ())
+    def judge(self, rows_of: dict[str, pd.DataFrame],
+              seeds: Sequence[int] | Mapping[str, Sequence[int]] | None = None) -> "Family":
+        """Test every comparison on ``rows_of[scope]``, over ``seeds`` only where given (one list
+        for every scope, or a list per scope); Holm over those with a test. A comparison judged
+        over named seeds is tested only once every one of them is in: judging a stated sample
+        before all of it is in is an interim look (optional stopping), so it gives no verdict."""
+        named = seeds if isinstance(seeds, Mapping) else {c.scope: seeds for c in self.comparisons}
+        self.outcomes, self.seeds_of = [], {scope: tuple(s) for scope, s in named.items() if s}
         for comparison in self.comparisons:
-            rows = rows_of.get(comparison.scope)
+            rows, scope_seeds = rows_of.get(comparison.scope), self.seeds_of.get(comparison.scope)
             test, reason = (None, "not run") if rows is None else \
-                paired(rows, comparison.label, comparison.reference, comparison.metric, seeds)
-            if test is not None and self.confirmatory and seeds and test.n < len(seeds):
-                # judging a stated sample before all of it is in is an interim look (optional stopping)
-                test, reason = None, f"interim: {test.n} of {len(seeds)} confirmatory seeds, no verdict"
+                paired(rows, comparison.label, comparison.reference, comparison.metric, scope_seeds)
+            if test is not None and scope_seeds and test.n < len(scope_seeds):
+                test, reason = None, f"interim: {test.n} of {len(scope_seeds)} confirmatory seeds, no verdict"
             self.outcomes.append(Outcome(comparison, test, reason))
         tested = [o for o in self.outcomes if o.tested]
         for outcome, adjusted in zip(tested, holm([o.test.p for o in tested])):
@@ -149,11 +151,20 @@ class Family:
         margins = ", ".join(f"{m} {MARGINS[m]:g}" for m in metrics if m in MARGINS)
         untested = len(self.outcomes) - len(self.tested)
         return (f"**Family: {self.name}**, {self.kind()}: {len(self.comparisons)} comparisons "
-                f"({len(self.tested)} testable, {untested} not: one seed, not run, different estimators or "
-                f"records from uncommitted code). Test: paired t-interval of the per-seed difference (runs at one "
+                f"({len(self.tested)} testable, {untested} not: one seed, too few of the named seeds, not run, "
+                f"different estimators or records from uncommitted code). Test: paired t-interval of the per-seed difference (runs at one "
                 f"seed share data order and evaluation draws); Holm's correction over the {len(self.tested)} tested; "
                 f"a verdict needs the Holm-adjusted p < 0.05 and a difference beyond the margin ({margins}); "
-                f"'equivalent' needs the two one-sided tests within it." + (f" {power}" if (power := self.power()) else ""))
+                f"'equivalent' needs the two one-sided tests within it.{self.seed_note()}"
+                + (f" {power}" if (power := self.power()) else ""))
+
+    def seed_note(self) -> str:
+        """The seeds named in advance, per scope, where the family is judged over them."""
+        if not self.seeds_of:
+            return ""
+        named = "; ".join(f"{scope} {', '.join(map(str, seeds))}" for scope, seeds in sorted(self.seeds_of.items()))
+        return (f" Judged over the seeds named in advance only ({named}); a comparison with fewer of them in is an "
+                "interim look and gets no verdict.")
 
     def power(self, effect: float = PLANNED_EFFECT) -> str:
         """The power of this family to find a true ΔMI of ``effect`` nats (paired_power), from the

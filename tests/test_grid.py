@@ -1,6 +1,7 @@
 """The encoder x objective section: where each run sits, and its verdicts on known differences."""
 
 import pandas as pd
+import pytest
 
 from bench.analysis import grid
 from bench.analysis.report import stated_family
@@ -109,3 +110,30 @@ def test_a_confirmatory_family_gives_no_verdict_before_all_its_seeds_are_in(tmp_
     assert not family.tested
     assert {o.reason for o in family.outcomes} == {"interim: 2 of 5 confirmatory seeds, no verdict"}
     assert stated_family(summary, experiment(tmp_path)).tested  # all five in: judged
+
+
+def test_a_confirmatory_family_corrects_for_every_comparison_it_stated():
+    """Holm's m is every stated comparison, a not-yet-testable one counting as p = 1, for the
+    difference tests and the equivalence tests alike. Judged alone, 'higher' has p 0.028 and
+    'same' a TOST p of 0.030: verdicts; beside a stated comparison not yet run (m = 2), not."""
+    from bench.analysis import verdicts
+    spread = (-1.2, 0.9, -0.4, 1.1, -0.3)
+    rows = pd.DataFrame([{"label": label, "seed": seed, "mi": mi} for i, seed in enumerate((3, 4, 5, 6, 7))
+                         for label, mi in (("vae", 0.0), ("higher", 0.5 + 0.35 * spread[i]),
+                                           ("same", 0.02 + 0.07 * spread[i]))]).assign(
+        clean=True, mi_estimator="aggregate")
+
+    def judged(labels, confirmatory):
+        family = verdicts.Family("f", [verdicts.Comparison("d", label, "vae", "mi") for label in labels],
+                                 confirmatory=confirmatory).judge({"d": rows}, (3, 4, 5, 6, 7))
+        return {o.comparison.label: o.verdict for o in family.tested}, family
+
+    for label, alone in (("higher", "higher"), ("same", "equivalent")):
+        assert judged([label, "not_yet_run"], confirmatory=False)[0] == {label: alone}  # m = 1: the testable
+        assert judged([label, "not_yet_run"], confirmatory=True)[0] == {label: "not distinguishable"}  # m = 2
+    assert judged(["higher", "same"], confirmatory=False)[0] == {"higher": "not distinguishable",
+                                                                 "same": "not distinguishable"}  # m = 2 for both tests
+    _, family = judged(["higher", "same", "not_yet_run"], confirmatory=True)
+    assert "Holm's correction over all 3 stated (the 1 not yet testable count as p = 1)" in family.statement()
+    higher = family.outcome("d", "higher")
+    assert higher.adjusted_p == pytest.approx(min(1.0, 3 * higher.test.p))

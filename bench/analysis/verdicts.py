@@ -15,8 +15,11 @@ Every verdict the report and the scale study draw comes from here, and reads the
   *confirmatory* only when its experiment file named its seeds in advance
   (``confirmatory_seeds``) and only those seeds are used; otherwise it is *exploratory* (its
   records were seen before the family was written down) and says so, Holm-corrected all the same.
+  A confirmatory family's m is every comparison it stated (one not yet testable counts as
+  p = 1), and it judges a comparison only once all its named seeds are in (else "interim").
 * **A practical margin** (:data:`bench.core.stats.MARGINS`): a distinguishable difference
-  smaller than it is "below margin", not a verdict; "equivalent" needs the two one-sided tests.
+  smaller than it is "below margin", not a verdict; "equivalent" needs the two one-sided tests,
+  their p-values Holm-corrected over the family as the differences' are.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import pandas as pd
 
 from bench.core import results as results_layer
 from bench.core.results import per_seed
-from bench.core.stats import MARGINS, PairedTest, holm, paired_difference, paired_power, verdict
+from bench.core.stats import MARGINS, PairedTest, equivalence, holm, paired_difference, paired_power, verdict
 
 PLANNED_EFFECT = 0.3  # nats of MI: the effect whose power a family states
 
@@ -119,10 +122,22 @@ class Family:
                 test, reason = None, f"interim: {test.n} of {len(scope_seeds)} confirmatory seeds, no verdict"
             self.outcomes.append(Outcome(comparison, test, reason))
         tested = [o for o in self.outcomes if o.tested]
-        for outcome, adjusted in zip(tested, holm([o.test.p for o in tested])):
-            outcome.adjusted_p = adjusted
-            outcome.verdict = verdict(outcome.test, MARGINS.get(outcome.comparison.metric, 0.0), adjusted)
+        margins = [MARGINS.get(o.comparison.metric, 0.0) for o in tested]
+        # a confirmatory family corrects for every comparison it stated: one not yet testable counts
+        # as p = 1, so a verdict given before the rest are in can only get stronger as they come
+        untested = [1.0] * (self.size - len(tested))
+        differences = holm([o.test.p for o in tested] + untested)
+        equivalences = holm([equivalence(o.test, m) for o, m in zip(tested, margins)] + untested)
+        for outcome, margin, p, p_same in zip(tested, margins, differences, equivalences):
+            outcome.adjusted_p = p
+            outcome.verdict = verdict(outcome.test, margin, p, p_same)
         return self
+
+    @property
+    def size(self) -> int:
+        """The m of Holm's correction: every stated comparison in a confirmatory family, the
+        testable ones in an exploratory family (whose comparisons follow the records in hand)."""
+        return len(self.comparisons) if self.confirmatory else len(self.tested)
 
     @property
     def scopes(self) -> set[str]:
@@ -153,10 +168,15 @@ class Family:
         return (f"**Family: {self.name}**, {self.kind()}: {len(self.comparisons)} comparisons "
                 f"({len(self.tested)} testable, {untested} not: one seed, too few of the named seeds, not run, "
                 f"different estimators or records from uncommitted code). Test: paired t-interval of the per-seed difference (runs at one "
-                f"seed share data order and evaluation draws); Holm's correction over the {len(self.tested)} tested; "
+                f"seed share data order and evaluation draws); Holm's correction over {self.corrected_over()}; "
                 f"a verdict needs the Holm-adjusted p < 0.05 and a difference beyond the margin ({margins}); "
-                f"'equivalent' needs the two one-sided tests within it.{self.seed_note()}"
+                f"'equivalent' needs the two one-sided tests within it (Holm-adjusted the same way).{self.seed_note()}"
                 + (f" {power}" if (power := self.power()) else ""))
+
+    def corrected_over(self) -> str:
+        if not self.confirmatory or self.size == len(self.tested):
+            return f"the {self.size} tested"
+        return f"all {self.size} stated (the {self.size - len(self.tested)} not yet testable count as p = 1)"
 
     def seed_note(self) -> str:
         """The seeds named in advance, per scope, where the family is judged over them."""
@@ -176,7 +196,7 @@ class Family:
             return ""
         sd = math.sqrt(sum(v * v for v in spreads) / len(spreads))
         seeds = int(pd.Series([o.test.n for o in self.tested]).median())
-        power = paired_power(effect, sd, seeds, max(1, len(self.tested)), MARGINS["mi"], simulations=4000)
+        power = paired_power(effect, sd, seeds, max(1, self.size), MARGINS["mi"], simulations=4000)
         return (f"Power: with {seeds} seeds and the family's per-seed sd of ΔMI (quadratic mean {sd:.2f} nats), a "
                 f"true ΔMI of {effect:g} nats is found with probability {power:.2f}.")
 

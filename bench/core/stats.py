@@ -153,11 +153,13 @@ def equivalence(test: PairedTest, margin: float) -> float:
     return float(max(upper, lower))
 
 
-def verdict(test: PairedTest, margin: float, adjusted_p: float | None = None) -> str:
+def verdict(test: PairedTest, margin: float, adjusted_p: float | None = None,
+            adjusted_equivalence_p: float | None = None) -> str:
     """A paired comparison's verdict, in words: ``higher`` / ``lower`` (distinguishable at 95%,
     Holm-adjusted where ``adjusted_p`` is given, and at least ``margin`` away from 0),
     ``below margin`` (distinguishable but smaller than the margin: not a verdict),
-    ``equivalent`` (TOST within the margin), ``not distinguishable``, or ``one seed`` (no test)."""
+    ``equivalent`` (TOST within the margin, Holm-adjusted where ``adjusted_equivalence_p`` is
+    given), ``not distinguishable``, or ``one seed`` (no test)."""
     if test.n < 2 or math.isnan(test.p):
         return "one seed" if test.n == 1 else "not tested"
     p = test.p if adjusted_p is None else adjusted_p
@@ -165,7 +167,7 @@ def verdict(test: PairedTest, margin: float, adjusted_p: float | None = None) ->
         if abs(test.estimate) < margin:
             return "below margin"
         return "higher" if test.estimate > 0 else "lower"
-    if equivalence(test, margin) < ALPHA:
+    if (equivalence(test, margin) if adjusted_equivalence_p is None else adjusted_equivalence_p) < ALPHA:
         return "equivalent"
     return "not distinguishable"
 

@@ -16,7 +16,7 @@ Every verdict the report and the scale study draw comes from here, and reads the
   (``confirmatory_seeds``) and only those seeds are used; otherwise it is *exploratory* (its
   records were seen before the family was written down) and says so, Holm-corrected all the same.
   A confirmatory family's m is every comparison it stated (one not yet testable counts as
-  p = 1), and it judges a comparison only once all its named seeds are in (else "interim").
+  p = 1); a family judged over named seeds tests a comparison only once all are in (else "interim").
 * **A practical margin** (:data:`bench.core.stats.MARGINS`): a distinguishable difference
   smaller than it is "below margin", not a verdict; "equivalent" needs the two one-sided tests,
   their p-values Holm-corrected over the family as the differences' are.
@@ -109,7 +109,7 @@ class Family:
     def judge(self, rows_of: dict[str, pd.DataFrame],
               seeds: Sequence[int] | Mapping[str, Sequence[int]] | None = None) -> "Family":
         """Test every comparison on ``rows_of[scope]``, over ``seeds`` only where given (one list
-        for every scope, or a list per scope); Holm over those with a test. A comparison judged
+        for every scope, or a list per scope); Holm over :attr:`size` comparisons. A comparison judged
         over named seeds is tested only once every one of them is in: judging a stated sample
         before all of it is in is an interim look (optional stopping), so it gives no verdict."""
         named = seeds if isinstance(seeds, Mapping) else {c.scope: seeds for c in self.comparisons}

@@ -294,6 +294,14 @@ def rq2_table(summary: pd.DataFrame, dataset: str, family: verdicts.Family) -> s
                                    "ΔAU (exploratory)", "ΔKL (exploratory)"], tablefmt="github", disable_numparse=True)
 
 
+RQ2_ANSWERS = {  # max pooling − the VAE on MI, by verdict
+    "higher": "pooling keeps more information than the VAE, as the paper claims",
+    "lower": "pooling keeps less information than the VAE, unlike the paper's claim",
+    "equivalent": "pooling keeps the same information as the VAE within the margin: it does not prevent collapse here",
+    "below margin": "pooling's gain is distinguishable but below the margin: not a prevention of collapse",
+    "not distinguishable": "pooling's information is not distinguishable from the VAE's"}
+
+
 def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str, family: verdicts.Family | None = None) -> list[str]:
     """RQ2-RQ4 for one dataset, each verdict read off ``family`` (paired by seed, Holm-corrected)."""
     family = family or report_family(summary)
@@ -303,12 +311,12 @@ def dataset_answers(summary: pd.DataFrame, dataset: str, scale: str, family: ver
     pooling = pooling_label(rows)
     if BASELINE in set(rows["label"]) and len(remedies(rows)):
         outcome = family.outcome(dataset, pooling, "mi")
-        answer = "not answerable here" if outcome is None else f"no verdict ({outcome.cell()})" if not outcome.tested else {
-            "higher": "pooling keeps more information than the VAE, as the paper claims",
-            "lower": "pooling keeps less information than the VAE, unlike the paper's claim",
-            "equivalent": "pooling keeps the same information as the VAE within the margin: it does not prevent collapse here",
-            "below margin": "pooling's gain is distinguishable but below the margin: not a prevention of collapse",
-            "not distinguishable": "pooling's information is not distinguishable from the VAE's"}[outcome.verdict]
+        if outcome is None:
+            answer = "not answerable here"
+        elif not outcome.tested:
+            answer = f"no verdict ({outcome.cell()})"
+        else:
+            answer = RQ2_ANSWERS[outcome.verdict]
         text.append(f"**RQ2 ({dataset}; paired by seed, Holm over the family).** Which remedies keep more "
                     f"information than the VAE, {scale}; max pooling: {answer}.\n\n" + rq2_table(summary, dataset, family))
     best = next((l for l in PREVIOUS_BEST if l in set(rows["label"])), None)

@@ -167,14 +167,16 @@ class Family:
         untested = len(self.outcomes) - len(self.tested)
         return (f"**Family: {self.name}**, {self.kind()}: {len(self.comparisons)} comparisons "
                 f"({len(self.tested)} testable, {untested} not: one seed, too few of the named seeds, not run, "
-                f"different estimators or records from uncommitted code). Test: paired t-interval of the per-seed difference (runs at one "
-                f"seed share data order and evaluation draws); Holm's correction over {self.corrected_over()}; "
+                f"different estimators or records from uncommitted code). Test: paired t-interval of the per-seed "
+                f"difference (runs at one seed share data order and evaluation draws); Holm's correction over "
+                f"{self.corrected_over()}; "
                 f"a verdict needs the Holm-adjusted p < 0.05 and a difference beyond the margin ({margins}); "
                 f"'equivalent' needs the two one-sided tests within it (Holm-adjusted the same way).{self.seed_note()}"
                 + (f" {power}" if (power := self.power()) else ""))
 
     def corrected_over(self) -> str:
-        if not self.confirmatory or self.size == len(self.tested):
+        """What Holm's m counts, in words (:attr:`size`)."""
+        if self.size == len(self.tested):
             return f"the {self.size} tested"
         return f"all {self.size} stated (the {self.size - len(self.tested)} not yet testable count as p = 1)"
 

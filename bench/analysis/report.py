@@ -210,6 +210,9 @@ def rq1(summary: pd.DataFrame, scale: str) -> str:
         pooling = pooling_label(rows)
         if pooling not in set(rows["label"]) or BASELINE not in set(rows["label"]):
             continue
+        # the means beside the paired difference are over the seeds it pairs, not each side's own
+        paired_seeds = set(rows[rows["label"] == pooling]["seed"]) & set(rows[rows["label"] == BASELINE]["seed"])
+        rows = rows[rows["seed"].isin(paired_seeds)]
         parts.append(f"{dataset}: h(x) cosine distance max pooling {mean_of(rows, dataset, pooling, 'feature_cosine_distance'):.3f} "
                      f"vs last state {mean_of(rows, dataset, BASELINE, 'feature_cosine_distance'):.3f}, difference "
                      f"{exploratory(rows, pooling, BASELINE, 'feature_cosine_distance')}; MI difference "

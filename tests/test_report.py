@@ -95,9 +95,9 @@ def test_answers_withhold_a_verdict_until_every_named_seed_is_in():
 
 def test_rq1_means_are_over_the_seeds_its_difference_pairs():
     """The VAE has a seed pooling lacks: the 'vs' means and the paired difference use seeds 0-1 alike."""
+    import pandas as pd
     rows = summary_rows(seeds=(0, 1))
     extra = summary_rows(seeds=(2,)).query("label == 'vae'").assign(feature_cosine_distance=0.9)
-    import pandas as pd
     rq1 = answers(pd.concat([rows, extra]), "paper")[1]
     assert "h(x) cosine distance max pooling 0.500 vs last state 0.100, difference" in rq1
     assert "+0.400 [+0.400, +0.400], n=2" in rq1

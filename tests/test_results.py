@@ -93,3 +93,33 @@ def test_a_damaged_record_is_listed_in_one_line_and_the_others_are_read(tmp_path
     assert [r["seed"] for r in found] == [0]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "seed1-x/record.json" in err and words in err
+
+
+def test_the_rounding_floor_pairs_runs_by_run_id_and_gives_known_differences(tmp_path, capsys):
+    """scripts/rounding_floor.py: A - B over the runs both folders hold (same dataset and run id):
+    NLL differences 1, 0, 0.5 give mean +0.50, sd 0.50, mean |d| 0.50; a run in one folder only,
+    and a bfloat16 run, are left out; no run in common is a one-line error."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import rounding_floor
+
+    def write(folder, seed, nll, capability, bf16=False, run_id=None):
+        record = {"label": "vae", "method": "vae", "dataset": "ptb", "profile": "cpu_text", "seed": seed,
+                  "run_id": run_id or f"seed{seed}-abc", "status": "finished", "uses_latent": True,
+                  "config": {"train": {"bf16": bf16}},
+                  "metrics": {"test": {"nll": nll, "kl": 0.1, "mi": 0.0, "au": 0}}, "timing": {"train_hours": 1.0},
+                  "curves": [], "environment": {"hardware": {"torch_threads": 1, "cpu_capability": capability}}}
+        path = folder / "cpu_text" / "ptb" / "vae" / record["run_id"] / "record.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(record))
+    a, b = tmp_path / "a", tmp_path / "b"
+    for seed, (nll_a, nll_b) in enumerate([(100.0, 99.0), (101.0, 101.0), (102.0, 101.5)]):
+        write(a, seed, nll_a, "AVX512")
+        write(b, seed, nll_b, "AVX2")
+    write(a, 3, 500.0, "AVX512")  # in A only
+    write(a, 4, 500.0, "AVX512", bf16=True, run_id="seed4-bf")
+    write(b, 4, 100.0, "AVX2", run_id="seed4-bf")  # same run id, but A's side is bfloat16
+    assert rounding_floor.main([str(a), str(b)]) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    assert row.startswith("| vae | ptb | AVX512 / AVX2 | 0,1,2 | +0.50, 0.50, 0.50 | +0.00, 0.00, 0.00 |")
+    assert rounding_floor.main([str(a), str(b), "--dataset", "yahoo"]) == 1
+    assert "no run" in capsys.readouterr().err

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         rows, found = read_runs(folder)
         capability = {(r["dataset"], r["run_id"]): r["environment"]["hardware"].get("cpu_capability") for r in found}
         rows = rows[(rows["evaluation"] == "test") & (rows["precision"] == "float32")]
-        rows = rows.assign(hardware=[capability[key] for key in zip(rows["dataset"], rows["run_id"])])
+        rows = rows.assign(cpu=[capability[key] for key in zip(rows["dataset"], rows["run_id"])])
         sides.append(rows[rows["dataset"] == args.dataset] if args.dataset else rows)
     pairs = sides[0].merge(sides[1], on=["dataset", "run_id"], suffixes=("_a", "_b"))
     if pairs.empty:
@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         for metric in METRICS:
             d = group[f"{metric}_a"].astype(float) - group[f"{metric}_b"].astype(float)
             cells.append(f"{d.mean():+.2f}, {d.std(ddof=1):.2f}, {d.abs().mean():.2f}")
-        hardware = f"{group['hardware_a'].iloc[0]} / {group['hardware_b'].iloc[0]}"
+        cpus = f"{group['cpu_a'].iloc[0]} / {group['cpu_b'].iloc[0]}"
         seeds = ",".join(str(s) for s in sorted(group["seed_a"]))
-        print(f"| {label} | {dataset} | {hardware} | {seeds} | " + " | ".join(cells) + " |")
+        print(f"| {label} | {dataset} | {cpus} | {seeds} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -155,3 +155,22 @@ def test_a_finished_run_of_the_same_configuration_is_reused_not_trained_again(tm
     assert summary["to_run"] == 1 and lines[2] == "  to run: vae@base/synthetic/seed1"  # --plan: listed, not trained
     assert adopted["label"] == "vae@base" and adopted["adopted_from"] == "smoke/synthetic/vae/" + config_path.parent.name
     assert adopted["metrics"] == original["metrics"] and any("reused, not trained again" in l for l in lines)
+
+
+def test_a_finished_run_in_another_results_folder_is_reused_with_reuse_from(tmp_path, smoke_config):
+    """--reuse-from: another experiment's results folder (e.g. a check's float32 side) is searched
+    too; without it the run would be trained again; a folder that is not there is one line."""
+    from bench.core.lifecycle import run
+    from bench.cli.sweep import main, sweep
+    other, results = tmp_path / "other", tmp_path / "results"
+    run(smoke_config("vae", train={"max_epochs": 2}), other, log=lambda message: None)
+    experiment = load_experiment(write_experiment(tmp_path, "[vae]", extra="points: {base: {}}\n", seeds="[0]"))
+    assert sweep(experiment, results, log=lambda message: None, plan=True)["to_run"] == 1  # not searched
+    summary = sweep(experiment, results, log=lambda message: None, plan=True, reuse_from=(other,))
+    adopted = records.load_record(record_path(expand(experiment)[0], "smoke", results))
+    original_path = next(other.glob("smoke/synthetic/vae/*/record.json"))
+    assert summary["to_run"] == 0 and summary["skipped"] == 1
+    assert adopted["adopted_from"] == "../other/smoke/synthetic/vae/" + original_path.parent.name
+    assert adopted["label"] == "vae@base" and adopted["metrics"] == records.load_record(original_path)["metrics"]
+    with pytest.raises(BenchError, match="--reuse-from .*nowhere: no such results folder"):
+        main([str(tmp_path / "exp.yaml"), "--results", str(results), "--reuse-from", str(tmp_path / "nowhere")])

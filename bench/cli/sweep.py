@@ -230,16 +230,21 @@ def is_finished(path: Path) -> bool:
         return False
 
 
-def adopt_finished_twin(path: Path, label: str, results: Path, log) -> bool:
+def adopt_finished_twin(path: Path, label: str, results: Path, log, reuse_from: tuple[Path, ...] = ()) -> bool:
     """Reuse the record of a run of the same configuration that finished under another label in
-    this results folder (the run id, ``seed<N>-<id>``, hashes the whole configuration; a label
+    this results folder, or in one of the folders ``reuse_from`` (``--reuse-from``: another
+    experiment's results) (the run id, ``seed<N>-<id>``, hashes the whole configuration; a label
     is a name): e.g. a scale axis's base point, already run by the real-text table. The record
-    is copied here under ``label`` with ``adopted_from`` naming the original, so a run is
-    trained once however many experiments name it. Returns whether there was one."""
-    for twin in sorted(path.parent.parent.parent.glob(f"*/{path.parent.name}/{records.RECORD_NAME}")):
+    is copied here under ``label`` with ``adopted_from`` naming the original (relative to
+    ``results``), so a run is trained once however many experiments name it. Returns whether
+    there was one."""
+    profile_and_dataset = path.parent.relative_to(results).parents[1]
+    twins = (twin for folder in (results, *reuse_from)
+             for twin in sorted((folder / profile_and_dataset).glob(f"*/{path.parent.name}/{records.RECORD_NAME}")))
+    for twin in twins:
         if twin != path and is_finished(twin):
             record = records.load_record(twin)
-            origin = str(twin.parent.relative_to(results))
+            origin = os.path.relpath(twin.parent, results)
             record.update(label=label, adopted_from=record.get("adopted_from", origin))
             files.make_output_dir(path.parent)
             files.write_json_atomic(path, record)
@@ -477,7 +482,8 @@ def fit(trials: list[Trial], experiment: Experiment, results: Path, storage, dat
     return printer.outcomes
 
 
-def unfinished(trials: list[Trial], profile: str, results: Path, log) -> tuple[list[Trial], int]:
+def unfinished(trials: list[Trial], profile: str, results: Path, log,
+               reuse_from: tuple[Path, ...] = ()) -> tuple[list[Trial], int]:
     """The trials without a finished record, after reusing finished runs of the same
     configuration (:func:`adopt_finished_twin`); and how many were reused."""
     pending, reused = [], 0
@@ -485,7 +491,7 @@ def unfinished(trials: list[Trial], profile: str, results: Path, log) -> tuple[l
         path = record_path(trial, profile, results)
         if is_finished(path):
             continue
-        if adopt_finished_twin(path, trial.label, results, log):
+        if adopt_finished_twin(path, trial.label, results, log, reuse_from):
             reused += 1
             continue
         pending.append(trial)
@@ -507,13 +513,16 @@ def wait_until_free(trials: list[Trial], profile: str, results: Path, log, poll_
 def sweep(experiment: Experiment, results: Path, data_dir: str | None = None, address: str | None = None,
           storage: str | None = None, device: str = "auto", only_datasets=None, only_seeds=None,
           verbose: bool = False, log=print, cpus: int | None = None, plan: bool = False,
-          tensorboard: bool = False) -> dict[str, Any]:
+          tensorboard: bool = False, reuse_from: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Run every unfinished trial of ``experiment``; returns a summary. ``cpus`` caps the
-    CPUs of a local Ray (default: all of this machine's); ``plan``: list them, train nothing."""
+    CPUs of a local Ray (default: all of this machine's); ``plan``: list them, train nothing;
+    ``reuse_from``: other results folders whose finished runs of a trial's configuration are
+    copied in, not trained again."""
     started = time.perf_counter()
     results = Path(results).resolve()
     trials = expand(experiment, only_datasets, only_seeds)
-    pending, reused = unfinished(trials, experiment.profile, results, log)
+    pending, reused = unfinished(trials, experiment.profile, results, log,
+                                 tuple(Path(folder).resolve() for folder in reuse_from))
     skipped = len(trials) - len(pending)
     log(f"{len(trials)} runs ({experiment.profile} profile): {skipped} already finished"
         + (f" ({reused} of them reused from runs of the same configuration)" if reused else "")
@@ -577,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
                "  python -m bench sweep experiments/paper.yaml --datasets yahoo --seeds 0,1,2\n"
                "  python -m bench sweep experiments/scale_data.yaml --points ptb5k --seeds 0   # one point, one seed\n"
                "  python -m bench sweep experiments/real_text.yaml --runs vae,pooling_max   # two of its runs\n"
+               "  python -m bench sweep experiments/scale_width_paper.yaml --results results/real_text \\\n"
+               "      --reuse-from results/bf16_check_w512   # its float32 runs: copied in, not trained again\n"
                "  python -m bench sweep experiments/smoke.yaml --address auto   # an existing Ray cluster\n")
     parser.add_argument("experiment", type=Path, help="experiment YAML (see experiments/)")
     parser.add_argument("--datasets", metavar="A,B", help="only these of the experiment's datasets (or the built-in synthetic one)")
@@ -601,7 +612,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plan", action="store_true",
                         help="list the runs still to train (after reusing finished runs of the same configuration "
                              "under other labels) and exit without training")
+    parser.add_argument("--reuse-from", type=Path, action="append", default=[], metavar="DIR",
+                        help="another results folder (e.g. another experiment's) whose finished runs of the same "
+                             "configuration are copied in with adopted_from, not trained again; may be repeated")
     args = parser.parse_args(argv)
+    missing = [str(folder) for folder in args.reuse_from if not folder.is_dir()]
+    if missing:
+        raise BenchError(f"--reuse-from {missing[0]}: no such results folder; name a folder that holds "
+                         "<profile>/<dataset>/<label>/ records, e.g. results/bf16_check_w512")
     if args.tensorboard:  # a missing optional package is said now, not after Ray started
         from bench.core.tensorboard import require_tensorboardx
         require_tensorboardx()
@@ -646,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = sweep(experiment, args.results, data_dir and str(Path(data_dir).resolve()), args.address,
                     args.storage, args.device, datasets, seeds, args.verbose,
                     log=lambda message: print(message, flush=True), cpus=args.cpus, plan=args.plan,
-                    tensorboard=args.tensorboard)
+                    tensorboard=args.tensorboard, reuse_from=tuple(args.reuse_from))
     if summary.get("stopped") and not summary["failures"]:
         raise Interrupted(f"{summary['stopped']} runs not finished; results already written are kept; "
                           "run the same command again to continue")

@@ -82,10 +82,14 @@ def test_missing_runs_and_points_are_said(tmp_path):
     write_record(results, "vae", "short", 0, 0.0, 0, 0.001)
     text = scale.write_scale_report([(experiment, results)], tmp_path / "out").read_text()
     assert "1 of 18 runs finished" in text and re.search(r"\| long +\| aggressive +\| 0 +\| not run yet", text)
-    # a run with its own points is neither expected nor listed at the others
-    experiment.write_text(EXPERIMENT.replace("  - aggressive", "  - {label: aggressive, method: aggressive, points: [short]}"))
+    # the family is stated from the experiment: remedies without records yet count in Holm's correction
+    assert "4 comparisons (0 testable, 4 not" in text
+    # a run with its own points is neither expected nor listed at the others; a model without a latent is no remedy
+    experiment.write_text(EXPERIMENT.replace("  - aggressive", "  - {label: aggressive, method: aggressive, points: [short]}")
+                          + "  - lm\n")
     text = scale.write_scale_report([(experiment, results)], tmp_path / "out").read_text()
-    assert "1 of 15 runs finished" in text and "(aggressive only at short)" in text
+    assert "1 of 21 runs finished" in text and "(aggressive only at short)" in text
+    assert "3 comparisons (0 testable, 3 not" in text
     assert re.search(r"\| short +\| aggressive +\| 0 +\| not run yet", text)
     assert not re.search(r"\| long +\| aggressive ", text)
     with pytest.raises(BenchError, match="does not exist"):  # a wrong folder never rewrites SCALE.md

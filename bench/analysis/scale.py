@@ -26,6 +26,7 @@ from tabulate import tabulate
 from bench.core import files, records
 from bench.core import results as results_layer
 from bench.core.errors import BenchError, run_cli
+from bench.core.method import build_method
 from bench.core.plots import pyplot, save
 from bench.core.stats import MARGINS, mean_interval
 from bench.cli.sweep import Experiment, expand, load_experiment
@@ -102,15 +103,16 @@ def point_table(study: pd.DataFrame, experiment: Experiment) -> str:
 
 
 def axis_family(study: pd.DataFrame, experiment: Experiment, name: str, elsewhere: dict[str, str]) -> verdicts.Family:
-    """The axis's family: every remedy − the VAE on MI at every point whose runs are not reported
-    under another axis (``elsewhere``: point -> where), Holm over the axis. Confirmatory only
-    where the experiment names its confirmatory seeds (and then only those seeds count)."""
+    """The axis's family: every remedy (every run of the experiment with a latent) − the VAE on MI
+    at every point whose runs are not reported under another axis (``elsewhere``: point ->
+    where), Holm over the axis. Stated from the experiment file, not from the records so far, so
+    that a run without records yet counts in the correction. Confirmatory only where the
+    experiment names its confirmatory seeds (and then only those seeds count)."""
     points = [p for p in experiment.points if p not in elsewhere]
     comparisons = [verdicts.Comparison(point, run.label, report.BASELINE, "mi", "RQ2")
                    for run in experiment.runs for point in points
                    if run.label != report.BASELINE and (run.points is None or point in run.points)
-                   and not study[(study["label"] == run.label)].empty
-                   and study[study["label"] == run.label]["uses_latent"].all()]
+                   and build_method(run.method).uses_latent]
     family = verdicts.Family(f"{name} axis", comparisons, confirmatory=bool(experiment.confirmatory_seeds))
     return family.judge({p: study[study["point"] == p] for p in points}, experiment.confirmatory_seeds or None)
 

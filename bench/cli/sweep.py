@@ -231,10 +231,10 @@ def is_finished(path: Path) -> bool:
 
 
 def adopt_finished_twin(path: Path, label: str, results: Path, log, reuse_from: tuple[Path, ...] = ()) -> bool:
-    """Reuse the record of a run of the same configuration that finished under another label in
-    this results folder, or in one of the folders ``reuse_from`` (``--reuse-from``: another
-    experiment's results) (the run id, ``seed<N>-<id>``, hashes the whole configuration; a label
-    is a name): e.g. a scale axis's base point, already run by the real-text table. The record
+    """Reuse the record of a run of the same configuration (the run id, ``seed<N>-<id>``, hashes
+    the whole configuration; a label is a name) that finished under another label in this results
+    folder or in one of ``reuse_from`` (``--reuse-from``: another experiment's results folder):
+    e.g. a scale axis's base point, already run by the real-text table. The record
     is copied here under ``label`` with ``adopted_from`` naming the original (relative to
     ``results``), so a run is trained once however many experiments name it. Returns whether
     there was one."""
@@ -616,10 +616,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="another results folder (e.g. another experiment's) whose finished runs of the same "
                              "configuration are copied in with adopted_from, not trained again; may be repeated")
     args = parser.parse_args(argv)
-    missing = [str(folder) for folder in args.reuse_from if not folder.is_dir()]
-    if missing:
-        raise BenchError(f"--reuse-from {missing[0]}: no such results folder; name a folder that holds "
-                         "<profile>/<dataset>/<label>/ records, e.g. results/bf16_check_w512")
+    for folder in args.reuse_from:
+        if not folder.is_dir():
+            raise BenchError(f"--reuse-from {folder}: no such results folder; name a folder that holds "
+                             "<profile>/<dataset>/<label>/ records, e.g. results/bf16_check_w512")
     if args.tensorboard:  # a missing optional package is said now, not after Ray started
         from bench.core.tensorboard import require_tensorboardx
         require_tensorboardx()

@@ -63,6 +63,13 @@ def test_the_grid_section_gives_the_stated_verdict_per_objective_and_the_figure(
     assert "Seeds 3, 4, 5, 6, 7 only" in text
 
 
+def test_an_interim_comparison_says_why_it_has_no_verdict(tmp_path):
+    summary = grid_rows(1.0)
+    summary = summary[~((summary["label"] == "pooling_max+kl_anneal") & (summary["seed"] == 7))]
+    text = "\n".join(grid.grid_section(summary, [stated_family(summary, experiment(tmp_path))], tmp_path / "figures"))
+    assert "kl_anneal: pooling_max (interim: 4 of 5 confirmatory seeds, no verdict)." in text
+
+
 def test_a_comparison_the_family_does_not_state_is_labelled_exploration(tmp_path):
     summary = grid_rows(0.0)
     lines = grid.grid_section(summary, [], tmp_path / "figures")

@@ -150,7 +150,8 @@ def rq2_per_objective(grid: pd.DataFrame, family: verdicts.Family | None, scope:
     parts = {}
     for objective, encoder, label, reference in comparisons(grid):
         outcome, stated = judged(grid, family, scope, label, reference, "mi")
-        words = WORDS.get(outcome.verdict, outcome.reason or outcome.verdict)
+        # no verdict (interim, not run): the reason, in brackets, stands in for the words
+        words = WORDS.get(outcome.verdict, f"({outcome.reason or outcome.verdict})")
         test = outcome.test
         detail = f"{test.estimate:+.2f} [{test.low:+.2f}, {test.high:+.2f}], n={test.n}" if outcome.tested else ""
         kind = "" if stated and family and family.confirmatory else " (exploratory)"

@@ -158,8 +158,12 @@ def test_scale_evidence_for_collapsed_remedies():
     text = scale_evidence(pd.DataFrame(rows).assign(uses_latent=True), "d")[0]
     assert "free_bits: collapsed" in text and "still collapsed" in text
     assert "cyclical: collapsed" in text and "it escapes collapse" in text
-    assert "beta: collapsed" in text and "no 3x-training run" in text
+    assert "beta: collapsed" in text and "No 3x-training run (`<label>_3x`) of beta in this experiment" in text
     assert "aggressive" not in text and "vae:" not in text
+    # Said once for all the remedies it applies to, not after each one.
+    without = pd.DataFrame([r for r in rows if r["label"] in ("vae", "beta", "cyclical")]).assign(uses_latent=True)
+    text = scale_evidence(without, "d")[0]
+    assert text.count("not told apart") == 1 and "run (`<label>_3x`) of these in" in text
 
 
 def test_an_experiments_stated_family_is_judged_over_its_confirmatory_seeds(tmp_path):

@@ -144,3 +144,20 @@ def test_a_confirmatory_family_corrects_for_every_comparison_it_stated():
     assert "Holm's correction over all 3 stated (the 1 not yet testable count as p = 1)" in family.statement()
     higher = family.outcome("d", "higher")
     assert higher.adjusted_p == pytest.approx(min(1.0, 3 * higher.test.p))
+
+
+def test_the_estimator_caption_counts_in_the_right_number_and_gives_one_figure_when_the_errors_agree():
+    """One evaluation at 0.0012 nats: '1 evaluation', 'standard error 0.001'; two at 0.0012 and
+    0.0061: '2 evaluations', '0.001-0.006' (the figures rounded to 3 places)."""
+    from bench.analysis import verdicts
+    from bench.core import results as results_layer
+
+    def caption(errors):
+        rows = pd.DataFrame({"uses_latent": True, "mi_estimator": results_layer.AGGREGATE, "mi_se": errors})
+        return verdicts.estimator_note(rows)
+
+    assert caption([0.0012]).startswith("1 evaluation: MI over the whole test split")
+    assert caption([0.0012]).endswith("standard error 0.001 nats")
+    assert caption([0.0012, 0.0061]).startswith("2 evaluations: ")
+    assert caption([0.0012, 0.0061]).endswith("standard error 0.001-0.006 nats")
+    assert [verdicts.counted(n, "point") for n in (0, 1, 2)] == ["0 points", "1 point", "2 points"]

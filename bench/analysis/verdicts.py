@@ -238,6 +238,11 @@ def clean_note(rows: pd.DataFrame) -> str:
             "the tables but carry no verdict.")
 
 
+def counted(count: int, noun: str) -> str:
+    """'1 point', '2 points': a count with its noun in the right number (regular plurals only)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def estimator_note(rows: pd.DataFrame) -> str:
     """Which MI estimate the rows carry, and its noise: the captions' line."""
     latent = rows[rows["uses_latent"].astype(bool)] if len(rows) else rows
@@ -245,8 +250,9 @@ def estimator_note(rows: pd.DataFrame) -> str:
     for estimator, group in latent.groupby("mi_estimator"):
         se = group["mi_se"].astype(float)
         if estimator == results_layer.AGGREGATE:
-            parts.append(f"{len(group)} evaluations: MI over the whole test split (aggregate posterior over every test "
-                         f"sentence), standard error {se.min():.3f}-{se.max():.3f} nats")
+            spread = dict.fromkeys(f"{value:.3f}" for value in (se.min(), se.max()))  # one figure when they agree
+            parts.append(f"{counted(len(group), 'evaluation')}: MI over the whole test split (aggregate posterior over "
+                         f"every test sentence), standard error {'-'.join(spread)} nats")
         else:
             parts.append(f"{len(group)} evaluations made before it: He et al.'s per-batch MI (`mi_batch`, capped at log "
                          f"batch), noise sd at MI 0 {se.max():.2f} nats")

@@ -184,7 +184,8 @@ def study_section(experiment_path: Path, results: Path, figures: Path, reported:
              f"Experiment `{experiment_path}` ({experiment.profile} profile), records under `{results}`: "
              f"{len(study)} of {expected} runs finished ({verdicts.counted(len(experiment.runs), 'method')} at "
              f"{verdicts.counted(len(experiment.points), 'point')}: {', '.join(experiment.points)}"
-             f"{own_points(experiment)}; seeds {', '.join(map(str, experiment.seeds))}). Reduced numbers: never compare them with published ones.", ""]
+             f"{own_points(experiment)}; seeds {', '.join(map(str, experiment.seeds))}). "
+             "Reduced numbers: never compare them with published ones.", ""]
     elsewhere = {}
     for point in experiment.points:
         ids = set(study[study["point"] == point]["run_id"].dropna())
